@@ -1,0 +1,3 @@
+from emoomni.cli import main
+
+raise SystemExit(main())

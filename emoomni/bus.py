@@ -1,0 +1,156 @@
+"""The NATS event bus: subject names, protobuf publishing with trace context, queue-group workers.
+
+Every turn lives under ``emoomni.v1.turn.<turn_id>.<kind>``. A stage queue-subscribes to
+``emoomni.v1.turn.*.<kind>`` for its input, so a second replica anywhere on the bus shares the work.
+The gateway subscribes to ``emoomni.v1.turn.<turn_id>.>`` and streams what it sees to the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import nats
+from google.protobuf.message import Message
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js.api import ObjectStoreConfig
+from opentelemetry import trace
+
+from emoomni.telemetry import context_from, headers_with_trace
+
+log = logging.getLogger(__name__)
+
+PREFIX = "emoomni.v1.turn"
+_TURN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class Kind:
+    """The last token of a turn subject: what the message is."""
+
+    REQUEST = "request"  # TurnRequest, gateway -> perception
+    PERCEPTION = "perception"  # ReasonJob, perception -> reasoning
+    ECOT = "ecot"  # TurnEvent(ecot_delta), reasoning -> gateway
+    STRATEGY = "strategy"  # MapJob, reasoning -> instruction
+    INSTRUCTION = "instruction"  # TurnEvent(instruction), instruction -> reasoning, gateway
+    SPEAK = "speak"  # SpeakJob, reasoning -> talker
+    AUDIO = "audio"  # TurnEvent(audio), talker -> gateway
+    TIMING = "timing"  # TurnEvent(timing), every stage -> gateway
+    ERROR = "error"  # TurnEvent(error), any stage -> gateway
+
+
+def new_turn_id() -> str:
+    return uuid.uuid4().hex
+
+
+def valid_turn_id(turn_id: str) -> bool:
+    """Turn ids become subject tokens, so dots, spaces and wildcards are not allowed."""
+    return bool(_TURN_ID.match(turn_id))
+
+
+def subject(turn_id: str, kind: str) -> str:
+    return f"{PREFIX}.{turn_id}.{kind}"
+
+
+def work_subject(kind: str) -> str:
+    return f"{PREFIX}.*.{kind}"
+
+
+def turn_id_of(subject_name: str) -> str:
+    return subject_name.split(".")[3]
+
+
+def deadline_in(seconds: float) -> int:
+    return time.time_ns() + int(seconds * 1e9)
+
+
+def seconds_left(deadline_unix_ns: int) -> float:
+    """Seconds until an absolute deadline; a large number when no deadline was set."""
+    if not deadline_unix_ns:
+        return 3600.0
+    return (deadline_unix_ns - time.time_ns()) / 1e9
+
+
+Handler = Callable[[Msg], Awaitable[None]]
+
+
+class Bus:
+    """One NATS connection with helpers for protobuf messages and trace context."""
+
+    def __init__(self, nc: NatsClient):
+        self.nc = nc
+        self._media_store = None
+
+    @classmethod
+    async def connect(cls, url: str, name: str) -> Bus:
+        nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
+                                connect_timeout=5)
+        return cls(nc)
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+    async def publish(self, subj: str, msg: Message) -> None:
+        """Publish with the current span's trace context in the headers."""
+        await self.nc.publish(subj, msg.SerializeToString(), headers=headers_with_trace())
+
+    async def worker(self, kind: str, queue: str, handler: Handler, *, concurrent: int = 1) -> None:
+        """Queue-subscribe to a work kind. `concurrent` > 1 runs up to that many handlers at once."""
+        if concurrent <= 1:
+            await self.nc.subscribe(work_subject(kind), queue=queue, cb=handler)
+            return
+        gate = asyncio.Semaphore(concurrent)
+        tasks: set[asyncio.Task] = set()
+
+        async def spawn(msg: Msg) -> None:
+            await gate.acquire()
+
+            async def run() -> None:
+                try:
+                    await handler(msg)
+                finally:
+                    gate.release()
+
+            task = asyncio.create_task(run())
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+        await self.nc.subscribe(work_subject(kind), queue=queue, cb=spawn)
+
+    async def media_store(self, bucket: str, ttl_s: int):
+        """The JetStream object store where uploaded clips wait for perception (created on first use)."""
+        if self._media_store is None:
+            js = self.nc.jetstream()
+            try:
+                self._media_store = await js.object_store(bucket)
+            except Exception:
+                self._media_store = await js.create_object_store(
+                    config=ObjectStoreConfig(bucket=bucket, ttl=float(ttl_s)))
+        return self._media_store
+
+
+def span_from_msg(tracer: trace.Tracer, name: str, msg: Msg, **attrs):
+    """A span that continues the trace carried in a NATS message's headers."""
+    span = tracer.start_as_current_span(name, context=context_from(msg.headers),
+                                        kind=trace.SpanKind.CONSUMER)
+    return _with_attrs(span, {"messaging.system": "nats", "messaging.destination.name": msg.subject,
+                              **attrs})
+
+
+class _with_attrs:
+    def __init__(self, cm, attrs):
+        self.cm, self.attrs = cm, attrs
+
+    def __enter__(self):
+        span = self.cm.__enter__()
+        for key, value in self.attrs.items():
+            span.set_attribute(key, value)
+        return span
+
+    def __exit__(self, *exc):
+        return self.cm.__exit__(*exc)

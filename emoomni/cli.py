@@ -1,0 +1,138 @@
+"""The `emoomni` command: chat (one turn on a clip), up (the multi-process stack), serve (one service)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emoomni", description="Emotion-aware omni-modal dialogue agent.")
+    parser.add_argument("--config", help="stack config YAML (default: config/stack.yaml or $EMOOMNI_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    chat = sub.add_parser("chat", help="run one turn on a clip and write turn.json + reply.wav")
+    chat.add_argument("clip")
+    chat.add_argument("--out", default="out", help="output folder (default: out)")
+    chat.add_argument("--context", default="", help="earlier conversation or scene notes")
+    chat.add_argument("--remote", metavar="HOST:PORT", help="use a running stack instead of the embedded one")
+    chat.add_argument("--json", action="store_true", help="print the turn as JSON on stdout")
+    sub.add_parser("up", help="start nats-server and every service as its own process")
+    serve = sub.add_parser("serve", help="run one service (used by `up`)")
+    serve.add_argument("service", choices=["perception", "reasoning", "instruction", "talker", "gateway"])
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _quiet_libraries()
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from emoomni.config import load_config
+
+    cfg = load_config(args.config)
+    if args.command == "chat":
+        return _chat(args, cfg)
+    if args.command == "up":
+        from emoomni.runtime import run_stack
+
+        return run_stack(cfg, args.config)
+    if args.command == "serve":
+        from emoomni.runtime import serve_forever
+
+        asyncio.run(serve_forever(args.service, cfg))
+        return 0
+    return 1
+
+
+def _fail(message: str) -> int:
+    print(f"emoomni: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _chat(args, cfg) -> int:
+    clip = Path(args.clip)
+    if not clip.is_file():
+        return _fail(f"no such file: {clip}")
+    if args.remote:
+        result = _chat_remote(args, clip)
+    else:
+        result = asyncio.run(_chat_embedded(args, cfg, clip))
+    if isinstance(result, int):
+        return result
+    turn_path, wav_path = result.write(args.out)
+    if args.json:
+        print(json.dumps(result.to_json(), ensure_ascii=False, indent=2))
+    else:
+        ecot = result.done.ecot
+        print(f"heard   : {result.perception.transcript.text} [{result.perception.transcript.language}]")
+        print(f"emotion : {ecot.emotion_analysis}")
+        print(f"intent  : {ecot.intent}")
+        print(f"strategy: {ecot.strategy}")
+        print(f"reply   : {ecot.response}")
+        print(f"voice   : {result.done.instruction.text}")
+        print(result.waterfall())
+        print(f"wrote {turn_path} and {wav_path}")
+    return 0
+
+
+def _chat_remote(args, clip: Path):
+    import grpc
+
+    from emoomni.client import Client
+
+    try:
+        with Client(args.remote) as client:
+            return client.run_turn(clip, args.context)
+    except grpc.RpcError as exc:
+        code = exc.code()
+        if code == grpc.StatusCode.INVALID_ARGUMENT:
+            return _fail(exc.details())
+        print(f"emoomni: {code.name}: {exc.details()}", file=sys.stderr)
+        return 1
+
+
+async def _chat_embedded(args, cfg, clip: Path):
+    from emoomni.media import MediaError
+    from emoomni.result import TurnResult
+    from emoomni.runtime import EmbeddedAgent
+    from emoomni.services.gateway.core import TurnFailed
+    from emoomni.telemetry import shutdown_tracing
+    from emoomni.v1 import agent_pb2, media_pb2
+
+    request = agent_pb2.ConverseRequest(context=args.context,
+                                        media=media_pb2.MediaInput(path=str(clip.resolve()), filename=clip.name))
+    result = TurnResult()
+    try:
+        async with EmbeddedAgent(cfg) as agent:
+            result.started = time.perf_counter()
+            async for event in agent.run_turn(request):
+                result.add(event)
+    except MediaError as exc:
+        return _fail(str(exc))
+    except TurnFailed as exc:
+        if exc.code == "INVALID_ARGUMENT":
+            return _fail(str(exc))
+        print(f"emoomni: {exc.code} in {exc.stage or 'the turn'}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown_tracing()
+    return result

@@ -1,0 +1,69 @@
+"""Python client for the public `Agent` API: what a robot or a game embeds.
+
+    from emoomni import Client
+    with Client("127.0.0.1:50051") as client:
+        result = client.run_turn("clip.mp4")          # or iterate client.converse(...) for live events
+        print(result.done.ecot.response)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+
+from emoomni.result import TurnResult
+from emoomni.service import MAX_GRPC_MESSAGE
+from emoomni.telemetry import headers_with_trace
+from emoomni.v1 import agent_pb2, agent_pb2_grpc, media_pb2
+
+UPLOAD_CHUNK = 256 * 1024
+
+
+class Client:
+    def __init__(self, target: str = "127.0.0.1:50051", timeout_s: float = 180.0):
+        self.timeout_s = timeout_s
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
+            ("grpc.max_send_message_length", MAX_GRPC_MESSAGE)])
+        self.stub = agent_pb2_grpc.AgentStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def wait_ready(self, timeout_s: float = 30.0) -> None:
+        grpc.channel_ready_future(self.channel).result(timeout=timeout_s)
+
+    def converse(self, clip: str | Path | bytes, context: str = "", turn_id: str = "") -> Iterator[agent_pb2.TurnEvent]:
+        """Stream a turn's events. A local file is uploaded in chunks (the server may be elsewhere)."""
+        data = clip if isinstance(clip, bytes) else Path(clip).read_bytes()
+        name = "clip" if isinstance(clip, bytes) else Path(clip).name
+
+        def upload() -> Iterator[agent_pb2.ConverseUploadMessage]:
+            start = agent_pb2.ConverseRequest(context=context, turn_id=turn_id,
+                                              media=media_pb2.MediaInput(filename=name))
+            yield agent_pb2.ConverseUploadMessage(start=start)
+            for offset in range(0, len(data), UPLOAD_CHUNK):
+                yield agent_pb2.ConverseUploadMessage(chunk=media_pb2.MediaChunk(data=data[offset:offset + UPLOAD_CHUNK]))
+
+        metadata = list(headers_with_trace().items())
+        yield from self.stub.ConverseUpload(upload(), timeout=self.timeout_s, metadata=metadata)
+
+    def converse_path(self, server_path: str, context: str = "") -> Iterator[agent_pb2.TurnEvent]:
+        """Stream a turn for a file the server itself can read (no upload)."""
+        request = agent_pb2.ConverseRequest(context=context, media=media_pb2.MediaInput(path=server_path))
+        yield from self.stub.Converse(request, timeout=self.timeout_s, metadata=list(headers_with_trace().items()))
+
+    def run_turn(self, clip: str | Path | bytes, context: str = "") -> TurnResult:
+        """Run a turn to the end and collect it. Raises grpc.RpcError with the server's status on failure."""
+        result = TurnResult()
+        for event in self.converse(clip, context):
+            result.add(event)
+        return result

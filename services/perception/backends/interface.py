@@ -1,0 +1,57 @@
+"""What a perception backend must do. Backends take decoded arrays and return plain pydantic results;
+the core turns them into protobuf and cue sentences."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+from pydantic import BaseModel
+
+
+class WordTiming(BaseModel):
+    text: str
+    start_s: float
+    end_s: float
+    probability: float = 1.0
+
+
+class AsrResult(BaseModel):
+    text: str
+    language: str
+    language_probability: float
+    words: list[WordTiming]
+
+
+class FaceObservation(BaseModel):
+    time_s: float
+    face_found: bool
+    box: list[int] = []
+    expression: str = ""
+    expression_score: float = 0.0
+    scores: dict[str, float] = {}
+
+
+class ProsodyResult(BaseModel):
+    duration_s: float
+    voiced_ratio: float
+    pitch_median_hz: float
+    pitch_mean_hz: float
+    pitch_std_hz: float
+    pitch_p10_hz: float
+    pitch_p90_hz: float
+    energy_mean_dbfs: float
+    energy_std_db: float
+    energy_peak_dbfs: float
+
+
+class AsrBackend(Protocol):
+    def transcribe(self, audio: np.ndarray, sample_rate: int) -> AsrResult: ...
+
+
+class FaceBackend(Protocol):
+    def observe(self, frames: list[tuple[float, np.ndarray]]) -> list[FaceObservation]: ...
+
+
+class ProsodyBackend(Protocol):
+    def measure(self, audio: np.ndarray, sample_rate: int) -> ProsodyResult: ...

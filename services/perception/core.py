@@ -1,0 +1,174 @@
+"""Perception core: decode the clip, run ASR, face and prosody backends, and state the measured cues.
+
+The cues are sentences built only from measurements; the reasoning stage must ground every claim of its
+emotion analysis in them. Thresholds that turn numbers into words ("fast", "quiet") are documented here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from emoomni.services.perception.backends import build_backends
+from emoomni.services.perception.backends.interface import AsrResult, FaceObservation, ProsodyResult
+
+from emoomni.config import StackConfig
+from emoomni.media import DecodedMedia, MediaError, decode, read_source
+from emoomni.v1 import perception_pb2 as pb
+
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+SILENCE_DBFS = -50.0  # a clip whose loudest frame is below this is treated as silent
+
+
+def speech_rate(asr: AsrResult) -> tuple[float, float]:
+    """(units per second over the speaking span, pause share). Units are words, or Han characters in Chinese."""
+    if not asr.words:
+        return 0.0, 0.0
+    span = asr.words[-1].end_s - asr.words[0].start_s
+    if span <= 0:
+        return 0.0, 0.0
+    units = len(_HAN.findall(asr.text)) if _HAN.search(asr.text) else len(asr.words)
+    gaps = [b.start_s - a.end_s for a, b in zip(asr.words, asr.words[1:], strict=False)]
+    pauses = sum(g for g in gaps if g > 0.2)
+    return units / span, pauses / span
+
+
+def describe_rate(rate: float, chinese: bool) -> str:
+    # Conversational English runs ~2.5-3 words/s; Mandarin ~4-5 characters/s.
+    slow, fast = (3.5, 5.5) if chinese else (2.0, 3.3)
+    return "fast" if rate > fast else "slow" if rate < slow else "moderate"
+
+
+def describe_pitch_variation(p: ProsodyResult) -> str:
+    if p.pitch_median_hz <= 0:
+        return "no stable pitch"
+    # Spread between the 10th and 90th percentile in semitones: < 4 sounds flat, > 8 lively.
+    semitones = 12 * np.log2(max(p.pitch_p90_hz, 1) / max(p.pitch_p10_hz, 1))
+    if semitones > 8:
+        return f"lively intonation (pitch spans {semitones:.0f} semitones)"
+    if semitones < 4:
+        return f"flat intonation (pitch spans {semitones:.0f} semitones)"
+    return f"moderately varied intonation (pitch spans {semitones:.0f} semitones)"
+
+
+def describe_loudness(dbfs: float) -> str:
+    # Relative to full scale of the recording; consumer recordings of normal speech sit around -30..-18 dBFS.
+    if dbfs < -35:
+        return "very quiet, close to a whisper"
+    if dbfs < -28:
+        return "quiet"
+    if dbfs > -16:
+        return "loud"
+    return "normal loudness"
+
+
+def summarise_faces(obs: list[FaceObservation]) -> pb.FaceCues:
+    with_face = [o for o in obs if o.face_found]
+    cues = pb.FaceCues(frames_sampled=len(obs), frames_with_face=len(with_face))
+    for o in obs:
+        cues.frames.append(pb.FaceFrame(time_s=o.time_s, face_found=o.face_found, box=o.box,
+                                        expression=o.expression, expression_score=o.expression_score,
+                                        expression_scores=o.scores))
+    if with_face:
+        counts = Counter(o.expression for o in with_face)
+        cues.dominant_expression, cues.dominant_expression_frames = counts.most_common(1)[0]
+        labels = with_face[0].scores.keys()
+        for label in labels:
+            cues.mean_expression_scores[label] = float(np.mean([o.scores[label] for o in with_face]))
+    return cues
+
+
+def build_cues(asr: AsrResult, face: pb.FaceCues, prosody: pb.ProsodyFeatures) -> list[pb.Cue]:
+    chinese = bool(_HAN.search(asr.text))
+    cues = [pb.Cue(modality="speech", text=f'The user said: "{asr.text}"')]
+    if face.frames_with_face:
+        share = f"{face.dominant_expression_frames} of {face.frames_with_face} frames with a face"
+        mean = face.mean_expression_scores[face.dominant_expression]
+        cues.append(pb.Cue(modality="face", text=f"Facial expression: mostly {face.dominant_expression} "
+                                                 f"({share}, mean probability {mean:.2f})"))
+        runner_up = sorted(((p, label) for label, p in face.mean_expression_scores.items()
+                            if label != face.dominant_expression), reverse=True)
+        if runner_up and runner_up[0][0] >= 0.15:
+            cues.append(pb.Cue(modality="face", text=f"Facial expression also shows {runner_up[0][1]} "
+                                                     f"(mean probability {runner_up[0][0]:.2f})"))
+    if prosody.pitch_median_hz > 0:
+        variation = describe_pitch_variation(ProsodyResult(
+            duration_s=prosody.duration_s, voiced_ratio=prosody.voiced_ratio,
+            pitch_median_hz=prosody.pitch_median_hz, pitch_mean_hz=prosody.pitch_mean_hz,
+            pitch_std_hz=prosody.pitch_std_hz, pitch_p10_hz=prosody.pitch_p10_hz,
+            pitch_p90_hz=prosody.pitch_p90_hz, energy_mean_dbfs=prosody.energy_mean_dbfs,
+            energy_std_db=prosody.energy_std_db, energy_peak_dbfs=0.0))
+        cues.append(pb.Cue(modality="voice", text=f"Voice pitch: median {prosody.pitch_median_hz:.0f} Hz, "
+                                                  f"{variation}"))
+    cues.append(pb.Cue(modality="voice", text=f"Voice loudness: {prosody.energy_mean_dbfs:.0f} dBFS, "
+                                              f"{describe_loudness(prosody.energy_mean_dbfs)}"))
+    if prosody.speech_rate_wps > 0:
+        unit = "characters" if chinese else "words"
+        cues.append(pb.Cue(modality="voice", text=f"Speech rate: {prosody.speech_rate_wps:.1f} {unit}/s, "
+                                                  f"{describe_rate(prosody.speech_rate_wps, chinese)}"))
+    if prosody.pause_ratio >= 0.15:
+        cues.append(pb.Cue(modality="voice", text=f"Pauses take {prosody.pause_ratio:.0%} of the speaking time"))
+    return cues
+
+
+class PerceptionCore:
+    """Loads the configured backends once; `perceive` is thread-safe for one call at a time per instance."""
+
+    def __init__(self, cfg: StackConfig):
+        self.cfg = cfg
+        self.asr, self.face, self.prosody = build_backends(cfg.perception)
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="perception")
+
+    def warmup(self) -> None:
+        """One pass on a second of tone so that the first real turn does not pay for lazy initialisation."""
+        t = np.arange(16000, dtype=np.float32) / 16000
+        tone = (0.1 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+        self.asr.transcribe(tone, 16000)
+        self.prosody.measure(tone, 16000)
+        self.face.observe([(0.0, np.zeros((120, 160, 3), dtype=np.uint8))])
+
+    def decode(self, path: str | None, data: bytes | None) -> DecodedMedia:
+        limits = self.cfg.limits
+        source = read_source(path, data, limits)
+        return decode(source, limits, sample_rate=self.cfg.perception.prosody.sample_rate,
+                      n_frames=self.cfg.perception.face.frames_sampled,
+                      max_side_px=self.cfg.perception.face.max_side_px)
+
+    def perceive(self, path: str | None = None, data: bytes | None = None) -> pb.PerceptionResult:
+        media = self.decode(path, data)
+        limits = self.cfg.limits
+        peak_dbfs = 20 * np.log10(max(float(np.abs(media.audio).max()), 1e-9))
+        if peak_dbfs < SILENCE_DBFS:
+            raise MediaError(f"the clip's audio is silent (peak {peak_dbfs:.0f} dBFS)")
+        if limits.require_face and not media.has_video:
+            raise MediaError("the clip has no video track: the agent needs to see the user's face")
+        # Face runs beside ASR: CTranslate2 and LiteRT both release the GIL.
+        face_future = self._pool.submit(self.face.observe, media.frames)
+        prosody_future = self._pool.submit(self.prosody.measure, media.audio, media.sample_rate)
+        asr = self.asr.transcribe(media.audio, media.sample_rate)
+        face = summarise_faces(face_future.result())
+        prosody_raw = prosody_future.result()
+        warnings = []
+        if not asr.text.strip():
+            raise MediaError("no speech was recognised in the clip")
+        if face.frames_with_face == 0:
+            if limits.require_face:
+                raise MediaError(f"no face was found in any of the {face.frames_sampled} sampled frames")
+            warnings.append("no face found in the sampled frames; the analysis rests on voice and words")
+        rate, pause_ratio = speech_rate(asr)
+        prosody = pb.ProsodyFeatures(
+            duration_s=prosody_raw.duration_s, voiced_ratio=prosody_raw.voiced_ratio,
+            pitch_median_hz=prosody_raw.pitch_median_hz, pitch_mean_hz=prosody_raw.pitch_mean_hz,
+            pitch_std_hz=prosody_raw.pitch_std_hz, pitch_p10_hz=prosody_raw.pitch_p10_hz,
+            pitch_p90_hz=prosody_raw.pitch_p90_hz, energy_mean_dbfs=prosody_raw.energy_mean_dbfs,
+            energy_std_db=prosody_raw.energy_std_db, speech_rate_wps=rate, pause_ratio=pause_ratio)
+        transcript = pb.Transcript(text=asr.text, language=asr.language,
+                                   language_probability=asr.language_probability,
+                                   words=[pb.Word(text=w.text, start_s=w.start_s, end_s=w.end_s,
+                                                  probability=w.probability) for w in asr.words])
+        cues = build_cues(asr, face, prosody)
+        return pb.PerceptionResult(transcript=transcript, face=face, prosody=prosody, cues=cues,
+                                   cue_summary=" ".join(c.text.rstrip(".") + "." for c in cues),
+                                   warnings=warnings, media_duration_s=media.duration_s)

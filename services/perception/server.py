@@ -1,0 +1,76 @@
+"""Perception service: gRPC `Perception.Perceive` and the bus worker for turn requests."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from emoomni.services.perception.core import PerceptionCore
+
+from emoomni.bus import Bus, Kind, subject
+from emoomni.media import MediaError
+from emoomni.service import StageService, error_message, now_ns, run_with_deadline, stage_deadline
+from emoomni.v1 import bus_pb2, media_pb2, perception_pb2, perception_pb2_grpc
+
+
+class PerceptionService(StageService, perception_pb2_grpc.PerceptionServicer):
+    name = "perception"
+    grpc_service = "emoomni.v1.Perception"
+
+    def load(self) -> None:
+        self.core = PerceptionCore(self.cfg)
+        self.core.warmup()
+        # One clip at a time per replica: ASR and the face model already use both cores.
+        self._busy = asyncio.Lock()
+
+    async def attach(self, bus: Bus) -> None:
+        self.bus = bus
+        await bus.worker(Kind.REQUEST, "perception",
+                         self.job_handler("perception", bus_pb2.TurnRequest.FromString, self._on_request))
+
+    def add_to_grpc(self, server: grpc.aio.Server) -> None:
+        perception_pb2_grpc.add_PerceptionServicer_to_server(self, server)
+
+    async def _media_bytes(self, media: media_pb2.MediaInput) -> tuple[str | None, bytes | None]:
+        which = media.WhichOneof("source")
+        if which == "path":
+            return media.path, None
+        if which == "data":
+            return None, media.data
+        if which == "object_name":
+            store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
+            try:
+                result = await store.get(media.object_name)
+            except Exception as exc:
+                raise MediaError(f"the uploaded media {media.object_name!r} is no longer available") from exc
+            return None, result.data
+        raise MediaError("no media given: send a path, inline bytes or an upload")
+
+    async def _perceive(self, media: media_pb2.MediaInput, seconds: float) -> perception_pb2.PerceptionResult:
+        path, data = await self._media_bytes(media)
+        async with self._busy:
+            return await run_with_deadline(asyncio.to_thread(self.core.perceive, path, data), seconds, "perception")
+
+    async def _on_request(self, turn_id: str, job: bus_pb2.TurnRequest) -> None:
+        start = now_ns()
+        with self.tracer.start_as_current_span("perception.compute"):
+            result = await self._perceive(job.media, stage_deadline(job.deadline_unix_ns,
+                                                                    self.cfg.deadlines.perception_s))
+        end = now_ns()
+        reason_job = bus_pb2.ReasonJob(turn_id=turn_id, perception=result, context=job.context,
+                                       deadline_unix_ns=job.deadline_unix_ns)
+        await self.bus.publish(subject(turn_id, Kind.PERCEPTION), reason_job)
+        await self.publish_timing(turn_id, start, end)
+        if job.media.WhichOneof("source") == "object_name":
+            store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
+            try:
+                await store.delete(job.media.object_name)
+            except Exception:  # the bucket's TTL removes it anyway
+                pass
+
+    async def Perceive(self, request: perception_pb2.PerceiveRequest, context: grpc.aio.ServicerContext):
+        try:
+            return await self._perceive(request.media, self.cfg.deadlines.perception_s)
+        except MediaError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error_message(exc))
+

@@ -1,0 +1,1 @@
+"""Reasoning: writes the Emotional Chain-of-Thought (emotion analysis -> intent -> strategy -> reply)."""

@@ -1,0 +1,17 @@
+"""Reasoning backends; `interface` holds the contract."""
+
+from emoomni.services.reasoning.backends.interface import ReasoningBackend
+
+from emoomni.config import ReasoningConfig
+
+
+def build_backend(cfg: ReasoningConfig) -> ReasoningBackend:
+    if cfg.backend == "llama_cpp":
+        from emoomni.services.reasoning.backends.llama_cpp_backend import LlamaCppBackend
+
+        return LlamaCppBackend(cfg)
+    if cfg.backend == "openai_compatible":
+        from emoomni.services.reasoning.backends.openai_backend import OpenAICompatibleBackend
+
+        return OpenAICompatibleBackend(cfg)
+    raise ValueError(f"unknown reasoning backend {cfg.backend!r}")

@@ -1,0 +1,118 @@
+"""Reasoning service: gRPC `Reasoning.Reason` and the bus worker that turns perception into the E-CoT.
+
+On the bus it is also the join point of the turn: it publishes the strategy the moment that part is done
+(so instruction mapping overlaps reply generation), waits for the instruction on the turn's subject, and
+hands each complete reply sentence with the instruction to the talker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY
+from emoomni.services.reasoning.core import ReasoningCore
+
+from emoomni.bus import Bus, Kind, subject
+from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
+from emoomni.text import SentenceSplitter
+from emoomni.v1 import agent_pb2, bus_pb2, reasoning_pb2, reasoning_pb2_grpc
+
+
+class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
+    name = "reasoning"
+    grpc_service = "emoomni.v1.Reasoning"
+
+    def load(self) -> None:
+        self.core = ReasoningCore(self.cfg)
+        self.core.warmup()
+
+    async def attach(self, bus: Bus) -> None:
+        self.bus = bus
+        # Several turns may be in flight; the core serialises model access, the bus keeps flowing.
+        await bus.worker(Kind.PERCEPTION, "reasoning",
+                         self.job_handler("reasoning", bus_pb2.ReasonJob.FromString, self._on_perception),
+                         concurrent=4)
+
+    def add_to_grpc(self, server: grpc.aio.Server) -> None:
+        reasoning_pb2_grpc.add_ReasoningServicer_to_server(self, server)
+
+    async def _await_instruction(self, turn_id: str, future: asyncio.Future, deadline_ns: int):
+        seconds = stage_deadline(deadline_ns, self.cfg.deadlines.instruction_s + self.cfg.deadlines.reasoning_s)
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout=seconds)
+        except TimeoutError as exc:
+            raise StageTimeout(f"no acoustic instruction arrived for turn {turn_id} within {seconds:.1f} s") from exc
+
+    async def _on_perception(self, turn_id: str, job: bus_pb2.ReasonJob) -> None:
+        bus = self.bus
+        loop = asyncio.get_running_loop()
+        instruction: asyncio.Future = loop.create_future()
+
+        async def on_instruction(msg) -> None:
+            event = agent_pb2.TurnEvent.FromString(msg.data)
+            if not instruction.done():
+                instruction.set_result(event.instruction)
+
+        # Subscribe before the strategy is published, so the instruction cannot be missed.
+        sub = await bus.nc.subscribe(subject(turn_id, Kind.INSTRUCTION), cb=on_instruction)
+        try:
+            await self._generate(turn_id, job, instruction)
+        finally:
+            await sub.unsubscribe()
+
+    async def _generate(self, turn_id: str, job: bus_pb2.ReasonJob, instruction: asyncio.Future) -> None:
+        language = job.perception.transcript.language or "en"
+        splitter = SentenceSplitter()
+        pending: list[str] = []  # complete sentences waiting for the instruction
+        index = 0
+        ecot = reasoning_pb2.Ecot()
+        start = now_ns()
+        seconds = stage_deadline(job.deadline_unix_ns, self.cfg.deadlines.reasoning_s)
+
+        async def speak(sentences: list[str], last: bool) -> None:
+            nonlocal index
+            pending.extend(sentences)
+            if not pending or not (instruction.done() or last):
+                return
+            acoustic = await self._await_instruction(turn_id, instruction, job.deadline_unix_ns)
+            while pending:
+                text = pending.pop(0)
+                is_last = last and not pending
+                await self.bus.publish(subject(turn_id, Kind.SPEAK), bus_pb2.SpeakJob(
+                    turn_id=turn_id, sentence_index=index, text=text, instruction=acoustic,
+                    language=language, last_sentence=is_last, deadline_unix_ns=job.deadline_unix_ns))
+                index += 1
+
+        with self.tracer.start_as_current_span("reasoning.compute") as span:
+            async with asyncio.timeout(seconds):
+                async for delta in self.core.reason(job.perception, job.context, ecot):
+                    await self.publish_event(turn_id, Kind.ECOT, agent_pb2.TurnEvent(ecot_delta=delta))
+                    if delta.part == STRATEGY and delta.part_done:
+                        await self.bus.publish(subject(turn_id, Kind.STRATEGY), bus_pb2.MapJob(
+                            turn_id=turn_id, strategy=ecot.strategy.strip(), language=language,
+                            deadline_unix_ns=job.deadline_unix_ns))
+                    elif delta.part == RESPONSE and delta.text:
+                        await speak(splitter.feed(delta.text), last=False)
+            end = now_ns()
+            span.set_attribute("emoomni.response_chars", len(ecot.response))
+        rest = splitter.flush()
+        if rest and rest[-1] not in ".!?。！？…":
+            rest += "."
+        await speak([rest] if rest else [], last=True)
+        if index == 0:
+            raise RuntimeError("the reasoning produced no reply sentence")
+        await self.publish_timing(turn_id, start, end)
+
+    async def Reason(self, request: reasoning_pb2.ReasonRequest, context: grpc.aio.ServicerContext):
+        if not request.perception.cues:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the perception result has no cues")
+        if len(request.context) > self.cfg.limits.max_context_chars:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"context over {self.cfg.limits.max_context_chars} characters")
+        try:
+            async for delta in self.core.reason(request.perception, request.context):
+                yield delta
+        except Exception as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, error_message(exc))
+

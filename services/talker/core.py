@@ -1,0 +1,51 @@
+"""Talker core: validates text, picks the engine, and turns its audio into AudioChunks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from emoomni.services.talker.registry import TalkerRegistry
+
+from emoomni.config import StackConfig
+from emoomni.v1 import instruction_pb2, media_pb2
+
+CHUNK_SAMPLES = 4096  # ~0.19 s at 22.05 kHz: small enough to start playback early
+
+
+class TalkerCore:
+    def __init__(self, cfg: StackConfig):
+        self.cfg = cfg
+        self.registry = TalkerRegistry()
+        self.active = cfg.talker.active
+
+    def warmup(self) -> None:
+        engine = self.registry.get(self.active)
+        for _ in engine.synthesize("Hello.", instruction_pb2.AcousticInstruction(), "en"):
+            pass
+
+    def speak(self, text: str, instruction: instruction_pb2.AcousticInstruction, language: str = "en",
+              talker: str = "", sentence_index: int = 0) -> Iterator[media_pb2.AudioChunk]:
+        """Audio chunks for `text`; seq counts within this call, `last` marks the final chunk."""
+        text = text.strip()
+        if not text:
+            raise ValueError("the text to speak is empty")
+        limit = self.cfg.limits.max_text_chars
+        if len(text) > limit:
+            raise ValueError(f"the text is {len(text)} characters, over the {limit} limit")
+        engine = self.registry.get(talker or self.active)
+        seq = 0
+        pending: media_pb2.AudioChunk | None = None
+        for audio in engine.synthesize(text, instruction, language):
+            pcm = np.asarray(audio.pcm16, dtype=np.int16)
+            for start in range(0, len(pcm), CHUNK_SAMPLES):
+                if pending is not None:
+                    yield pending
+                pending = media_pb2.AudioChunk(pcm16=pcm[start:start + CHUNK_SAMPLES].tobytes(),
+                                               sample_rate=audio.sample_rate, seq=seq,
+                                               sentence_index=sentence_index)
+                seq += 1
+        if pending is None:
+            raise RuntimeError(f"talker {engine.name!r} produced no audio for {text[:40]!r}")
+        pending.last = True
+        yield pending

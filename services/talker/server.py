@@ -1,0 +1,94 @@
+"""Talker service: gRPC `Talker.Speak` / `ListTalkers` and the bus worker that speaks reply sentences."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import grpc
+from emoomni.services.talker.core import TalkerCore
+
+from emoomni.bus import Bus, Kind
+from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
+from emoomni.v1 import agent_pb2, bus_pb2, talker_pb2, talker_pb2_grpc
+
+_END = object()
+
+
+class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
+    name = "talker"
+    grpc_service = "emoomni.v1.Talker"
+
+    def load(self) -> None:
+        self.core = TalkerCore(self.cfg)
+        self.core.warmup()
+
+    async def attach(self, bus: Bus) -> None:
+        self.bus = bus
+        await bus.worker(Kind.SPEAK, "talker",
+                         self.job_handler("talker", bus_pb2.SpeakJob.FromString, self._on_speak),
+                         concurrent=self.cfg.talker.concurrency)
+
+    def add_to_grpc(self, server: grpc.aio.Server) -> None:
+        talker_pb2_grpc.add_TalkerServicer_to_server(self, server)
+
+    async def _stream(self, text, instruction, language, talker, sentence_index, seconds):
+        """Run the synchronous engine in a thread and hand its chunks over as they are made."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for chunk in self.core.speak(text, instruction, language, talker, sentence_index):
+                    if stop.is_set():
+                        return
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        worker = loop.run_in_executor(None, produce)
+        deadline = loop.time() + seconds
+        try:
+            while True:
+                left = deadline - loop.time()
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=max(left, 0.001))
+                except TimeoutError as exc:
+                    raise StageTimeout(f"speaking sentence {sentence_index} took longer than {seconds:.1f} s") from exc
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()  # the engine thread stops at its next chunk; nothing waits for it here
+
+    async def _on_speak(self, turn_id: str, job: bus_pb2.SpeakJob) -> None:
+        start = now_ns()
+        seconds = stage_deadline(job.deadline_unix_ns, self.cfg.deadlines.talker_sentence_s)
+        with self.tracer.start_as_current_span("talker.compute") as span:
+            span.set_attribute("emoomni.sentence_index", job.sentence_index)
+            async for chunk in self._stream(job.text, job.instruction, job.language, "", job.sentence_index,
+                                            seconds):
+                await self.publish_event(turn_id, Kind.AUDIO, agent_pb2.TurnEvent(audio=chunk))
+        await self.publish_timing(turn_id, start, now_ns(), sentence_index=job.sentence_index)
+
+    async def Speak(self, request: talker_pb2.SpeakRequest, context: grpc.aio.ServicerContext):
+        try:
+            async for chunk in self._stream(request.text, request.instruction, request.language or "en",
+                                            request.talker, 0, self.cfg.deadlines.talker_sentence_s * 10):
+                yield chunk
+        except (ValueError, KeyError) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error_message(exc))
+
+    async def ListTalkers(self, request, context):
+        out = talker_pb2.ListTalkersResponse()
+        for name, plugin in sorted(self.core.registry.available.items()):
+            caps = plugin.capabilities
+            out.talkers.append(talker_pb2.TalkerInfo(name=name, languages=caps.languages, streaming=caps.streaming,
+                                                     controls=caps.controls, active=name == self.core.active,
+                                                     license=caps.license))
+        return out
