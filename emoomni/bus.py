@@ -130,7 +130,7 @@ class Bus:
                 self._media_store = await js.object_store(bucket)
             except Exception:
                 self._media_store = await js.create_object_store(
-                    config=ObjectStoreConfig(bucket=bucket, ttl=float(ttl_s)))
+                    bucket, config=ObjectStoreConfig(ttl=float(ttl_s)))
         return self._media_store
 
 

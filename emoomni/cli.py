@@ -36,6 +36,8 @@ def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -72,6 +74,13 @@ def _chat(args, cfg) -> int:
     clip = Path(args.clip)
     if not clip.is_file():
         return _fail(f"no such file: {clip}")
+    if not args.remote:
+        from emoomni.media import MediaError, probe, read_source
+
+        try:  # fail in a second on what can be seen without models, rather than after loading them
+            probe(read_source(str(clip), None, cfg.limits), cfg.limits)
+        except MediaError as exc:
+            return _fail(str(exc))
     if args.remote:
         result = _chat_remote(args, clip)
     else:

@@ -50,6 +50,9 @@ class AsrConfig(_Strict):
     compute_type: str = "int8"
     beam_size: int = 1
     cpu_threads: int = 2
+    # For non-English speech, also ask Whisper for an English rendering, so that an English-only reasoning
+    # model (the default SmolLM2) understands what was said. Costs one extra decoder pass, no encoder pass.
+    translate_to_english: bool = True
 
 
 class FaceConfig(_Strict):
@@ -86,8 +89,9 @@ class OpenAICompatibleConfig(_Strict):
     model: str = "default"
     api_key_env: str = "OPENAI_API_KEY"
     temperature: float = 0.6
-    # vLLM / llama.cpp server / Ollama accept a JSON schema; set False for servers that do not.
-    json_schema: bool = True
+    # How the E-CoT JSON schema is sent: "json_schema" (OpenAI style: OpenAI, vLLM, Ollama, llama.cpp server),
+    # "json_object" ({"type": "json_object", "schema": ...}: llama-cpp-python's server), or "none".
+    response_format: Literal["json_schema", "json_object", "none"] = "json_schema"
     timeout_s: float = 60.0
 
 
@@ -161,6 +165,7 @@ ENV_OVERRIDES = {
     "EMOOMNI_REASONING_BACKEND": "reasoning.backend",
     "EMOOMNI_OPENAI_BASE_URL": "reasoning.openai_compatible.base_url",
     "EMOOMNI_OPENAI_MODEL": "reasoning.openai_compatible.model",
+    "EMOOMNI_OPENAI_RESPONSE_FORMAT": "reasoning.openai_compatible.response_format",
     "EMOOMNI_LLM_PATH": "reasoning.llama_cpp.model_path",
     "EMOOMNI_TALKER": "talker.active",
 }

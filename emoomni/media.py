@@ -68,6 +68,17 @@ def _duration_s(container: av.container.InputContainer) -> float:
     return best
 
 
+def probe(source: bytes | str, limits: LimitsConfig) -> float:
+    """Cheap checks without decoding (readable container, audio track, duration); returns the duration."""
+    with _open(source) as container:
+        if not container.streams.audio:
+            raise MediaError("the clip has no audio track: the agent needs to hear the user")
+        duration = _duration_s(container)
+    if duration > limits.max_media_duration_s:
+        raise MediaError(f"the clip lasts {duration:.1f} s, over the {limits.max_media_duration_s:.0f} s limit")
+    return duration
+
+
 def decode(source: bytes | str, limits: LimitsConfig, *, sample_rate: int = 16000, n_frames: int = 8,
            max_side_px: int = 480) -> DecodedMedia:
     """Decode audio (resampled) and `n_frames` frames spread evenly over the clip."""

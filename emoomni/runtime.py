@@ -38,10 +38,12 @@ def service_class(name: str) -> type[StageService]:
     return getattr(importlib.import_module(module), cls)
 
 
-async def start_service(name: str, cfg: StackConfig, nats_url: str, grpc_addr: str | None):
+async def start_service(name: str, cfg: StackConfig, nats_url: str, grpc_addr: str | None,
+                        service: StageService | None = None):
     """Load a service's models, join the bus and (optionally) serve gRPC. Returns (service, server, bus)."""
-    service = service_class(name)(cfg)
-    await asyncio.to_thread(service.load)
+    if service is None:
+        service = service_class(name)(cfg)
+        await asyncio.to_thread(service.load)
     bus = await Bus.connect(nats_url, name=f"emoomni-{name}")
     await service.attach(bus)
     server = None
@@ -82,8 +84,12 @@ class EmbeddedAgent:
     async def __aenter__(self) -> EmbeddedAgent:
         self.nats.start()
         try:
-            for name in (*STAGE_ORDER, "gateway"):
-                self._parts.append(await start_service(name, self.cfg, self.nats.url, None))
+            names = (*STAGE_ORDER, "gateway")
+            services = [service_class(name)(self.cfg) for name in names]
+            # Model loading is mostly native code: loading the stages side by side saves start-up time.
+            await asyncio.gather(*(asyncio.to_thread(s.load) for s in services))
+            for name, service in zip(names, services, strict=True):
+                self._parts.append(await start_service(name, self.cfg, self.nats.url, None, service))
         except BaseException:
             await self.__aexit__(None, None, None)
             raise

@@ -82,7 +82,10 @@ def summarise_faces(obs: list[FaceObservation]) -> pb.FaceCues:
 
 def build_cues(asr: AsrResult, face: pb.FaceCues, prosody: pb.ProsodyFeatures) -> list[pb.Cue]:
     chinese = bool(_HAN.search(asr.text))
-    cues = [pb.Cue(modality="speech", text=f'The user said: "{asr.text}"')]
+    said = f'The user said: "{asr.text}"'
+    if asr.english_translation:
+        said += f' (in English: "{asr.english_translation}")'
+    cues = [pb.Cue(modality="speech", text=said)]
     if face.frames_with_face:
         share = f"{face.dominant_expression_frames} of {face.frames_with_face} frames with a face"
         mean = face.mean_expression_scores[face.dominant_expression]
@@ -141,7 +144,7 @@ class PerceptionCore:
         limits = self.cfg.limits
         peak_dbfs = 20 * np.log10(max(float(np.abs(media.audio).max()), 1e-9))
         if peak_dbfs < SILENCE_DBFS:
-            raise MediaError(f"the clip's audio is silent (peak {peak_dbfs:.0f} dBFS)")
+            raise MediaError(f"the clip's audio is silent (peak {max(peak_dbfs, -120):.0f} dBFS)")
         if limits.require_face and not media.has_video:
             raise MediaError("the clip has no video track: the agent needs to see the user's face")
         # Face runs beside ASR: CTranslate2 and LiteRT both release the GIL.
@@ -164,7 +167,7 @@ class PerceptionCore:
             pitch_std_hz=prosody_raw.pitch_std_hz, pitch_p10_hz=prosody_raw.pitch_p10_hz,
             pitch_p90_hz=prosody_raw.pitch_p90_hz, energy_mean_dbfs=prosody_raw.energy_mean_dbfs,
             energy_std_db=prosody_raw.energy_std_db, speech_rate_wps=rate, pause_ratio=pause_ratio)
-        transcript = pb.Transcript(text=asr.text, language=asr.language,
+        transcript = pb.Transcript(text=asr.text, language=asr.language, english_translation=asr.english_translation,
                                    language_probability=asr.language_probability,
                                    words=[pb.Word(text=w.text, start_s=w.start_s, end_s=w.end_s,
                                                   probability=w.probability) for w in asr.words])

@@ -16,7 +16,7 @@ from emoomni.v1 import instruction_pb2
 
 _TOP_K = 3
 _TEMPERATURE = 0.05  # softmax temperature over cosine similarities
-_NEUTRAL_BELOW = 0.15  # best similarity under this: the strategy says nothing about delivery
+_NEUTRAL_BELOW = 0.30  # best similarity under this: the strategy says nothing about delivery (real ones: 0.4-0.6)
 
 
 def packaged_minilm() -> Path:

@@ -87,7 +87,7 @@ class FasterWhisperAsr:
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> AsrResult:
         assert sample_rate == 16000, "faster-whisper expects 16 kHz audio"
-        self.model._last_key = b""  # never reuse an encoding across calls
+        self.model._last_key = b""  # never reuse an encoding across calls (only within this one)
         segments, info = self.model.transcribe(
             audio, beam_size=self.cfg.beam_size, word_timestamps=True, vad_filter=False,
             condition_on_previous_text=False, without_timestamps=False)
@@ -99,5 +99,15 @@ class FasterWhisperAsr:
                 words.append(WordTiming(text=w.word.strip(), start_s=w.start, end_s=w.end,
                                         probability=w.probability))
         joiner = "" if info.language in ("zh", "ja", "yue") else " "
+        translation = ""
+        if self.cfg.translate_to_english and info.language != "en" and texts:
+            # Same audio, so the encoder output is reused: only the decoder runs again (~0.3-0.6 s here).
+            # One greedy pass, capped: no temperature fallback, which can loop for many seconds on short clips.
+            parts, _ = self.model.transcribe(audio, task="translate", language=info.language,
+                                             beam_size=self.cfg.beam_size, vad_filter=False, temperature=0.0,
+                                             condition_on_previous_text=False,
+                                             max_new_tokens=min(220, 24 + 3 * len(words)))
+            translation = " ".join(p.text.strip() for p in parts).strip()
         return AsrResult(text=joiner.join(t for t in texts if t), language=info.language,
-                         language_probability=info.language_probability, words=words)
+                         language_probability=info.language_probability, words=words,
+                         english_translation=translation)

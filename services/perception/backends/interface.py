@@ -21,6 +21,7 @@ class AsrResult(BaseModel):
     language: str
     language_probability: float
     words: list[WordTiming]
+    english_translation: str = ""
 
 
 class FaceObservation(BaseModel):

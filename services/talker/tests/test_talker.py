@@ -1,0 +1,52 @@
+"""The talker core with the real Piper plugin found through its entry point."""
+
+import numpy as np
+import pytest
+from emoomni.services.talker.core import TalkerCore
+from emoomni.services.talker.registry import discover
+
+from emoomni.config import load_config
+from emoomni.v1 import instruction_pb2
+
+
+@pytest.fixture(scope="module")
+def core():
+    return TalkerCore(load_config(env={}))
+
+
+def speak(core, text, **controls):
+    instruction = instruction_pb2.AcousticInstruction(controls=instruction_pb2.AcousticControls(**controls))
+    chunks = list(core.speak(text, instruction, "en"))
+    return chunks, np.frombuffer(b"".join(c.pcm16 for c in chunks), dtype=np.int16)
+
+
+def test_piper_is_discovered_through_its_entry_point():
+    plugins = discover()
+    assert "piper" in plugins
+    assert "GPL" in plugins["piper"].capabilities.license
+
+
+def test_speech_streams_in_numbered_chunks_with_one_last_flag(core):
+    chunks, audio = speak(core, "That is amazing news. Let's check the record together.")
+    assert [c.seq for c in chunks] == list(range(len(chunks)))
+    assert [c.last for c in chunks].count(True) == 1 and chunks[-1].last
+    rate = chunks[0].sample_rate
+    assert rate == 22050 and 2.0 < audio.size / rate < 8.0
+    assert np.abs(audio).max() > 3000, "audible speech, not silence"
+
+
+def test_rate_and_energy_controls_change_the_audio(core):
+    _, neutral = speak(core, "Take a slow breath with me.", rate_scale=1.0, energy_scale=1.0)
+    _, slow_loud = speak(core, "Take a slow breath with me.", rate_scale=0.7, energy_scale=1.5)
+    assert slow_loud.size > neutral.size * 1.2
+    assert np.sqrt(np.mean(slow_loud.astype(float) ** 2)) > np.sqrt(np.mean(neutral.astype(float) ** 2)) * 1.2
+
+
+def test_bad_text_and_unknown_talker_are_refused(core):
+    instruction = instruction_pb2.AcousticInstruction()
+    with pytest.raises(ValueError, match="empty"):
+        list(core.speak("  ", instruction))
+    with pytest.raises(ValueError, match="over the"):
+        list(core.speak("a" * 5000, instruction))
+    with pytest.raises(KeyError, match="no talker plugin named 'nope'"):
+        list(core.speak("Hello.", instruction, talker="nope"))

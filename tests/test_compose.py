@@ -1,0 +1,49 @@
+"""compose.yaml wires the same stack as `emoomni up`: one container per service on a JetStream NATS bus."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import yaml
+
+from emoomni.runtime import SERVICES
+
+COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
+
+
+def _compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_every_service_runs_in_its_own_container_on_the_nats_bus():
+    services = _compose()["services"]
+    for name in SERVICES:
+        svc = services[name]
+        assert svc["command"] == ["serve", name]
+        env = svc["environment"]
+        assert env["NATS_URL"] == "nats://nats:4222"
+        # Bound on all interfaces, or nothing outside the container can reach the port.
+        assert env[f"EMOOMNI_{name.upper()}_ADDR"].startswith("0.0.0.0:")
+        port = env[f"EMOOMNI_{name.upper()}_ADDR"].rsplit(":", 1)[1]
+        assert svc["healthcheck"]["test"][-1] == port, f"{name} health-checks another port"
+        assert svc["depends_on"]["nats"]["condition"] == "service_started"
+        # Only the gateway is reachable from the host; stages must stay free to scale.
+        assert ("ports" in svc) == (name == "gateway")
+    assert services["gateway"]["ports"] == ["50051:50051"]
+
+
+def test_nats_runs_with_jetstream():
+    nats = _compose()["services"]["nats"]
+    assert nats["image"].startswith("nats:")
+    assert "-js" in nats["command"] or "--jetstream" in nats["command"]
+
+
+def test_matches_the_compose_specification():
+    # check-jsonschema vendors the official compose-spec schema; without it the structural tests above stand.
+    if importlib.util.find_spec("check_jsonschema") is None:
+        return
+    import jsonschema
+    from check_jsonschema.builtin_schemas import get_builtin_schema
+
+    jsonschema.validate(_compose(), get_builtin_schema("vendor.compose-spec"))

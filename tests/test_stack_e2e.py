@@ -1,0 +1,196 @@
+"""The whole agent as a user runs it: `emoomni up` (a real nats-server and every service in its own
+process), turns over the public gRPC API and `emoomni chat --remote`, bad inputs that must not stop the
+services, health and reflection, and one OpenTelemetry trace across all processes (received by a real OTLP
+gRPC endpoint started here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from conftest import BAD_MEDIA_REASONS, MANDARIN_CLIPS
+from emoomni.client import Client
+from emoomni.natsserver import free_port
+from emoomni.runtime import wait_until_serving
+
+SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
+
+
+class OtlpReceiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """Collects exported spans as (service.name, trace_id, span name, attributes)."""
+
+    def __init__(self):
+        self.spans: list[tuple[str, str, str, dict]] = []
+        self.lock = threading.Lock()
+
+    def Export(self, request, context):
+        with self.lock:
+            for rs in request.resource_spans:
+                service = next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), "")
+                for ss in rs.scope_spans:
+                    for span in ss.spans:
+                        attrs = {a.key: a.value.string_value for a in span.attributes}
+                        self.spans.append((service, span.trace_id.hex(), span.name, attrs))
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+@pytest.fixture(scope="module")
+def otlp():
+    receiver = OtlpReceiver()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield receiver, port
+    server.stop(grace=1)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, otlp):
+    """`emoomni up` on free ports; yields the gateway address."""
+    _, otlp_port = otlp
+    d = tmp_path_factory.mktemp("stack")
+    addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    config = {"nats": {"url": f"nats://127.0.0.1:{free_port()}", "monitor_port": free_port()}, "services": addrs}
+    (d / "stack.yaml").write_text(yaml.safe_dump(config))
+    env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}",
+               OTEL_EXPORTER_OTLP_INSECURE="true")
+    env.pop("NATS_URL", None)
+    log = open(d / "up.log", "w")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(d / "stack.yaml"), "up"], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until_serving(addrs, timeout_s=600), (d / "up.log").read_text()[-3000:]
+        yield {"gateway": addrs["gateway"], "addrs": addrs, "proc": proc, "log": d / "up.log", "config": d / "stack.yaml"}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def test_every_service_reports_health_and_reflection(stack):
+    for name, addr in stack["addrs"].items():
+        with grpc.insecure_channel(addr) as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5).status
+            assert status == health_pb2.HealthCheckResponse.SERVING, name
+            reply = next(reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+            names = {s.name for s in reply.list_services_response.service}
+            assert "grpc.health.v1.Health" in names and any(n.startswith("emoomni.v1.") for n in names), (name, names)
+
+
+def test_english_turn_through_separate_processes(stack, english_clip, otlp):
+    with Client(stack["gateway"]) as client:
+        events = list(client.converse(english_clip))
+        kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] == "perception" and kinds[-1] == "done"
+    strategy_at, first_response_delta, first_audio = (kinds.index("strategy"),
+                                                      next(i for i, e in enumerate(events) if e.WhichOneof("event") ==
+                                                           "ecot_delta" and e.ecot_delta.part == 4),
+                                                      kinds.index("audio"))
+    assert strategy_at < first_response_delta < first_audio, "strategy before the reply, reply before its audio"
+    assert kinds.index("instruction") < first_audio
+    audio = [e.audio for e in events if e.WhichOneof("event") == "audio"]
+    assert [a.seq for a in audio] == list(range(len(audio))) and audio[-1].last
+    pcm = np.frombuffer(b"".join(a.pcm16 for a in audio), dtype=np.int16)
+    assert pcm.size / audio[0].sample_rate > 1.0
+    done = events[-1].done
+    assert "burial record" in events[0].perception.transcript.text
+    assert all([done.ecot.emotion_analysis, done.ecot.intent, done.ecot.strategy, done.ecot.response, done.instruction.text])
+    t = done.timings
+    assert t.perception_ms > 0 and t.reasoning_ms > 0 and t.talker_ms > 0
+    assert t.first_audio_ms < t.total_ms and t.framework_overhead_ms < 200
+
+    # One trace covers the turn in every process.
+    receiver, _ = otlp
+    turn_id = events[0].turn_id
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with receiver.lock:
+            roots = [s for s in receiver.spans if s[2] == "turn" and s[3].get("emoomni.turn_id") == turn_id]
+            services = {s[0] for s in receiver.spans if roots and s[1] == roots[0][1]}
+        if roots and services >= {f"emoomni-{n}" for n in SERVICES}:
+            break
+        time.sleep(0.3)
+    assert roots, "the gateway exported the turn's root span"
+    assert services >= {f"emoomni-{n}" for n in SERVICES}, services
+    with receiver.lock:
+        names = {s[2] for s in receiver.spans if s[1] == roots[0][1]}
+    assert {"perception.compute", "reasoning.compute", "instruction.compute", "talker.compute"} <= names
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_MEDIA_REASONS))
+def test_bad_input_is_invalid_argument_and_the_stack_keeps_serving(stack, bad_media, kind):
+    with Client(stack["gateway"]) as client, pytest.raises(grpc.RpcError) as err:
+        list(client.converse(bad_media[kind]))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert BAD_MEDIA_REASONS[kind] in err.value.details()
+
+
+def test_malformed_requests_are_refused(stack):
+    from emoomni.v1 import agent_pb2, agent_pb2_grpc, media_pb2
+
+    with grpc.insecure_channel(stack["gateway"]) as channel:
+        stub = agent_pb2_grpc.AgentStub(channel)
+        cases = [agent_pb2.ConverseRequest(),  # no media
+                 agent_pb2.ConverseRequest(turn_id="a.b", media=media_pb2.MediaInput(data=b"x")),
+                 agent_pb2.ConverseRequest(context="x" * 5000, media=media_pb2.MediaInput(data=b"x"))]
+        for request in cases:
+            with pytest.raises(grpc.RpcError) as err:
+                list(stub.Converse(request, timeout=30))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        chunk = agent_pb2.ConverseUploadMessage(chunk=media_pb2.MediaChunk(data=b"abc"))
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.ConverseUpload(iter([chunk]), timeout=30))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "start" in err.value.details()
+
+
+@pytest.mark.parametrize("clip", MANDARIN_CLIPS)
+def test_cli_remote_on_mandarin_clips(stack, shared_media, clip, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "emoomni", "chat", str(shared_media / clip), "--out", str(tmp_path),
+                          "--remote", stack["gateway"], "--json"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    turn = json.loads((tmp_path / "turn.json").read_text())
+    assert turn == json.loads(run.stdout)
+    assert turn["perception"]["language"] == "zh"
+    assert set(turn["ecot"]) == {"emotion_analysis", "intent", "strategy", "response"}
+    assert set(turn["timings_ms"]) >= {"perception", "reasoning", "instruction", "talker", "first_audio", "total"}
+    audio, rate = sf.read(tmp_path / "reply.wav")
+    assert rate == turn["audio"]["sample_rate"] and audio.size / rate > 0.5
+
+
+def test_cli_remote_bad_input_exits_2_with_one_line(stack, bad_media, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "emoomni", "chat", str(bad_media["no_face"]), "--out", str(tmp_path),
+                          "--remote", stack["gateway"]], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "no face" in run.stderr
+
+
+def test_ctrl_c_stops_the_whole_stack(stack):
+    proc = stack["proc"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    for addr in stack["addrs"].values():
+        with grpc.insecure_channel(addr) as channel, pytest.raises(grpc.FutureTimeoutError):
+            grpc.channel_ready_future(channel).result(timeout=1)
+    assert "stopping" in Path(stack["log"]).read_text()
