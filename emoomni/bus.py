@@ -18,6 +18,7 @@ import nats
 from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
 from nats.js.api import ObjectStoreConfig
 from opentelemetry import trace
 
@@ -78,6 +79,10 @@ def seconds_left(deadline_unix_ns: int) -> float:
 Handler = Callable[[Msg], Awaitable[None]]
 
 
+class StageUnavailable(Exception):
+    """No replica of the next stage took the work item."""
+
+
 class Bus:
     """One NATS connection with helpers for protobuf messages and trace context."""
 
@@ -99,15 +104,37 @@ class Bus:
         """Publish with the current span's trace context in the headers."""
         await self.nc.publish(subj, msg.SerializeToString(), headers=headers_with_trace())
 
+    async def dispatch(self, subj: str, msg: Message, stage: str, timeout_s: float = 5.0) -> None:
+        """Hand a work item to a stage and wait for a replica's acknowledgement (not for the work).
+
+        With no replica subscribed NATS answers "no responders" at once, so a missing stage ends the turn
+        with a clear error instead of a silent wait until the deadline.
+        """
+        try:
+            await self.nc.request(subj, msg.SerializeToString(), timeout=timeout_s, headers=headers_with_trace())
+        except NoRespondersError as exc:
+            raise StageUnavailable(f"no {stage} service is running on the bus") from exc
+        except TimeoutError as exc:
+            raise StageUnavailable(f"no {stage} replica acknowledged the work within {timeout_s:.0f} s") from exc
+
     async def worker(self, kind: str, queue: str, handler: Handler, *, concurrent: int = 1) -> None:
-        """Queue-subscribe to a work kind. `concurrent` > 1 runs up to that many handlers at once."""
+        """Queue-subscribe to a work kind; acknowledge each item on receipt (see `dispatch`), then handle it.
+        `concurrent` > 1 runs up to that many handlers at once."""
+
+        async def acknowledged(msg: Msg) -> None:
+            if msg.reply:
+                await msg.respond(b"")
+            await handler(msg)
+
         if concurrent <= 1:
-            await self.nc.subscribe(work_subject(kind), queue=queue, cb=handler)
+            await self.nc.subscribe(work_subject(kind), queue=queue, cb=acknowledged)
             return
         gate = asyncio.Semaphore(concurrent)
         tasks: set[asyncio.Task] = set()
 
         async def spawn(msg: Msg) -> None:
+            if msg.reply:
+                await msg.respond(b"")
             await gate.acquire()
 
             async def run() -> None:

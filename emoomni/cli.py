@@ -81,10 +81,7 @@ def _chat(args, cfg) -> int:
             probe(read_source(str(clip), None, cfg.limits), cfg.limits)
         except MediaError as exc:
             return _fail(str(exc))
-    if args.remote:
-        result = _chat_remote(args, clip)
-    else:
-        result = asyncio.run(_chat_embedded(args, cfg, clip))
+    result = _chat_remote(args, clip) if args.remote else asyncio.run(_chat_embedded(args, cfg, clip))
     if isinstance(result, int):
         return result
     turn_path, wav_path = result.write(args.out)

@@ -51,7 +51,8 @@ class Client:
                                               media=media_pb2.MediaInput(filename=name))
             yield agent_pb2.ConverseUploadMessage(start=start)
             for offset in range(0, len(data), UPLOAD_CHUNK):
-                yield agent_pb2.ConverseUploadMessage(chunk=media_pb2.MediaChunk(data=data[offset:offset + UPLOAD_CHUNK]))
+                piece = media_pb2.MediaChunk(data=data[offset:offset + UPLOAD_CHUNK])
+                yield agent_pb2.ConverseUploadMessage(chunk=piece)
 
         metadata = list(headers_with_trace().items())
         yield from self.stub.ConverseUpload(upload(), timeout=self.timeout_s, metadata=metadata)

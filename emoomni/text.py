@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 # A sentence ends at . ! ? (or their CJK forms, or an ellipsis) followed by whitespace or a closing quote.
-_END = re.compile(r"""(?<!\b[A-Z])(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)[.!?…]+["')\]]*(?=\s)|[。！？]+["'”’)]*""")
+_NOT_AFTER = r"(?<!\b[A-Z])(?<!\bMr)(?<!\bMrs)(?<!\bMs)(?<!\bDr)(?<!\bSt)"  # initials and titles
+_END = re.compile(_NOT_AFTER + r"""[.!?…]+["')\]]*(?=\s)|[。！？]+["'”’)]*""")
 
 
 class SentenceSplitter:

@@ -21,3 +21,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 "$VPY" scripts/gen_proto.py
+"$VPY" scripts/make_sample.py

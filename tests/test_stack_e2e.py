@@ -77,7 +77,7 @@ def stack(tmp_path_factory, otlp):
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         assert wait_until_serving(addrs, timeout_s=600), (d / "up.log").read_text()[-3000:]
-        yield {"gateway": addrs["gateway"], "addrs": addrs, "proc": proc, "log": d / "up.log", "config": d / "stack.yaml"}
+        yield {"gateway": addrs["gateway"], "addrs": addrs, "proc": proc, "log": d / "up.log"}
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -116,7 +116,8 @@ def test_english_turn_through_separate_processes(stack, english_clip, otlp):
     assert pcm.size / audio[0].sample_rate > 1.0
     done = events[-1].done
     assert "burial record" in events[0].perception.transcript.text
-    assert all([done.ecot.emotion_analysis, done.ecot.intent, done.ecot.strategy, done.ecot.response, done.instruction.text])
+    ecot = done.ecot
+    assert all([ecot.emotion_analysis, ecot.intent, ecot.strategy, ecot.response, done.instruction.text])
     t = done.timings
     assert t.perception_ms > 0 and t.reasoning_ms > 0 and t.talker_ms > 0
     assert t.first_audio_ms < t.total_ms and t.framework_overhead_ms < 200

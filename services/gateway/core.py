@@ -12,11 +12,14 @@ from collections.abc import AsyncIterator
 from emoomni.services.gateway.turn import TurnAssembler
 from opentelemetry import trace
 
-from emoomni.bus import Bus, Kind, deadline_in, new_turn_id, subject, valid_turn_id
+from emoomni.bus import Bus, Kind, StageUnavailable, deadline_in, new_turn_id, subject, valid_turn_id
 from emoomni.config import StackConfig
 from emoomni.media import MediaError
 from emoomni.telemetry import tracer_for
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
+
+_FORWARDED = (Kind.PERCEPTION, Kind.ECOT, Kind.STRATEGY, Kind.INSTRUCTION, Kind.SPEAK, Kind.AUDIO, Kind.TIMING,
+              Kind.ERROR)
 
 
 class TurnFailed(Exception):
@@ -72,13 +75,20 @@ class GatewayCore:
 
         with self.tracer.start_as_current_span("turn", kind=trace.SpanKind.SERVER) as span:
             span.set_attribute("emoomni.turn_id", turn_id)
-            # Subscribe before anything is published, so no event of the turn can be missed.
-            sub = await self.bus.nc.subscribe(subject(turn_id, ">"), cb=on_message)
+            # Subscribe before anything is published, so no event of the turn can be missed. Not to `request`:
+            # the gateway must not count as a listener there, so a missing perception stage is reported at once.
+            subs = [await self.bus.nc.subscribe(subject(turn_id, kind), cb=on_message) for kind in _FORWARDED]
             try:
                 deadline_ns = deadline_in(self.cfg.deadlines.turn_s)
                 media = await self._media_for_bus(turn_id, request.media)
-                await self.bus.publish(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
-                    turn_id=turn_id, media=media, context=request.context, deadline_unix_ns=deadline_ns))
+                try:
+                    await self.bus.dispatch(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
+                        turn_id=turn_id, media=media, context=request.context, deadline_unix_ns=deadline_ns),
+                        "perception")
+                except StageUnavailable as exc:
+                    error = agent_pb2.TurnError(code="UNAVAILABLE", message=str(exc), stage="gateway")
+                    yield agent_pb2.TurnEvent(turn_id=turn_id, error=error)
+                    raise TurnFailed(error.code, error.message, error.stage) from exc
                 async for event in self._events(assembler, inbox, deadline_ns):
                     yield event
                 if assembler.error is not None:
@@ -92,8 +102,9 @@ class GatewayCore:
                     span.set_attribute(f"emoomni.{stage}_ms", value)
                 yield done
             finally:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+                for sub in subs:
+                    with contextlib.suppress(Exception):
+                        await sub.unsubscribe()
 
     async def _events(self, assembler: TurnAssembler, inbox: asyncio.Queue,
                       deadline_ns: int) -> AsyncIterator[agent_pb2.TurnEvent]:

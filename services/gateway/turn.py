@@ -95,7 +95,8 @@ class TurnAssembler:
                 self._next_sentence += 1
                 continue
             break
-        if not self._last_sent and self.audio_complete and out and not out[-1].audio.last:
+        if not self._last_sent and self.audio_complete and self._seq > 0:
+            # The sentence count arrived after the final audio: close the stream with an empty last chunk.
             out.append(self._emit(media_pb2.AudioChunk(sample_rate=self.sample_rate,
                                                        sentence_index=self._next_sentence - 1), True))
         return out

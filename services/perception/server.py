@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import grpc
 from emoomni.services.perception.core import PerceptionCore
@@ -59,14 +60,12 @@ class PerceptionService(StageService, perception_pb2_grpc.PerceptionServicer):
         end = now_ns()
         reason_job = bus_pb2.ReasonJob(turn_id=turn_id, perception=result, context=job.context,
                                        deadline_unix_ns=job.deadline_unix_ns)
-        await self.bus.publish(subject(turn_id, Kind.PERCEPTION), reason_job)
+        await self.bus.dispatch(subject(turn_id, Kind.PERCEPTION), reason_job, "reasoning")
         await self.publish_timing(turn_id, start, end)
         if job.media.WhichOneof("source") == "object_name":
             store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
-            try:
+            with contextlib.suppress(Exception):  # the bucket's TTL removes it anyway
                 await store.delete(job.media.object_name)
-            except Exception:  # the bucket's TTL removes it anyway
-                pass
 
     async def Perceive(self, request: perception_pb2.PerceiveRequest, context: grpc.aio.ServicerContext):
         try:

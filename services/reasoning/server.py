@@ -79,9 +79,9 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
             while pending:
                 text = pending.pop(0)
                 is_last = last and not pending
-                await self.bus.publish(subject(turn_id, Kind.SPEAK), bus_pb2.SpeakJob(
+                await self.bus.dispatch(subject(turn_id, Kind.SPEAK), bus_pb2.SpeakJob(
                     turn_id=turn_id, sentence_index=index, text=text, instruction=acoustic,
-                    language=language, last_sentence=is_last, deadline_unix_ns=job.deadline_unix_ns))
+                    language=language, last_sentence=is_last, deadline_unix_ns=job.deadline_unix_ns), "talker")
                 index += 1
 
         with self.tracer.start_as_current_span("reasoning.compute") as span:
@@ -89,9 +89,9 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
                 async for delta in self.core.reason(job.perception, job.context, ecot):
                     await self.publish_event(turn_id, Kind.ECOT, agent_pb2.TurnEvent(ecot_delta=delta))
                     if delta.part == STRATEGY and delta.part_done:
-                        await self.bus.publish(subject(turn_id, Kind.STRATEGY), bus_pb2.MapJob(
+                        await self.bus.dispatch(subject(turn_id, Kind.STRATEGY), bus_pb2.MapJob(
                             turn_id=turn_id, strategy=ecot.strategy.strip(), language=language,
-                            deadline_unix_ns=job.deadline_unix_ns))
+                            deadline_unix_ns=job.deadline_unix_ns), "instruction")
                     elif delta.part == RESPONSE and delta.text:
                         await speak(splitter.feed(delta.text), last=False)
             end = now_ns()

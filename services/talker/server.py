@@ -49,7 +49,7 @@ class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
 
-        worker = loop.run_in_executor(None, produce)
+        loop.run_in_executor(None, produce)
         deadline = loop.time() + seconds
         try:
             while True:

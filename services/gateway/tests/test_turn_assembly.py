@@ -42,3 +42,37 @@ def test_last_flag_is_sent_even_when_the_sentence_count_arrives_late():
 def test_union_of_overlapping_intervals():
     assert union_ms([(0, 10_000_000), (5_000_000, 20_000_000), (30_000_000, 40_000_000)], 0, 100_000_000) == 30.0
     assert union_ms([(0, 10_000_000)], 5_000_000, 8_000_000) == 3.0
+
+
+def test_a_missing_stage_is_reported_at_once():
+    """With no perception replica on the bus the turn fails with UNAVAILABLE, without waiting for the deadline."""
+    import asyncio
+    import time
+
+    import pytest
+    from emoomni.services.gateway.core import GatewayCore, TurnFailed
+
+    from emoomni.bus import Bus
+    from emoomni.config import load_config
+    from emoomni.natsserver import NatsServer
+    from emoomni.v1 import media_pb2
+
+    async def scenario():
+        with NatsServer() as nats:
+            bus = await Bus.connect(nats.url, "test")
+            core = GatewayCore(load_config(env={}), bus)
+            events = []
+            request = agent_pb2.ConverseRequest(media=media_pb2.MediaInput(path="/nowhere.mp4"))
+            try:
+                with pytest.raises(TurnFailed) as err:
+                    async for event in core.run_turn(request):
+                        events.append(event)
+            finally:
+                await bus.close()
+            return err.value, events
+
+    start = time.monotonic()
+    error, events = asyncio.run(scenario())
+    assert error.code == "UNAVAILABLE" and "no perception service" in str(error)
+    assert events[-1].error.code == "UNAVAILABLE"
+    assert time.monotonic() - start < 5

@@ -13,6 +13,7 @@ import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 from emoomni.services.reasoning.backends.interface import (
     EMOTION,
     EMOTION_LABELS,
@@ -41,7 +42,7 @@ def packaged_smollm2() -> Path:
 
 class LlamaCppBackend:
     def __init__(self, cfg: ReasoningConfig):
-        from llama_cpp import Llama, LlamaGrammar
+        from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.cfg = cfg
@@ -55,6 +56,11 @@ class LlamaCppBackend:
         self._label_grammar = _LABEL_GRAMMAR
         self._grammar = LlamaGrammar.from_string
         self._line_bias = self._build_line_bias()
+        # Applied as one vector add per token: llama-cpp-python's own logit_bias loops over a dict in Python,
+        # which costs milliseconds per token with thousands of banned tokens.
+        bias = np.zeros(self.llm.n_vocab(), dtype=np.float32)
+        bias[list(self._line_bias)] = _BANNED
+        self._line_processor = LogitsProcessorList([lambda _ids, scores: scores + bias])
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token]).decode("utf-8", errors="ignore")
@@ -75,7 +81,7 @@ class LlamaCppBackend:
             stream = self.llm.create_completion(prompt, grammar=self._grammar(self._label_grammar, verbose=False),
                                                 **common)
         else:
-            stream = self.llm.create_completion(prompt, logit_bias=self._line_bias, stop=["\n"], **common)
+            stream = self.llm.create_completion(prompt, logits_processor=self._line_processor, stop=["\n"], **common)
         for chunk in stream:
             text = chunk["choices"][0]["text"]
             if text:

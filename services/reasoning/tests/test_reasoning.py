@@ -22,7 +22,7 @@ ORDER = [EMOTION, INTENT, STRATEGY, RESPONSE]
 def perception() -> pb.PerceptionResult:
     return pb.PerceptionResult(cues=[
         pb.Cue(modality="speech", text='The user said: "I finally finished my first marathon, I can barely walk!"'),
-        pb.Cue(modality="face", text="Facial expression: mostly happy (6 of 8 frames with a face, mean probability 0.71)"),
+        pb.Cue(modality="face", text="Facial expression: mostly happy (6 of 8 frames with a face, mean p 0.71)"),
         pb.Cue(modality="voice", text="Speech rate: 3.4 words/s, fast"),
     ])
 
@@ -101,5 +101,5 @@ def test_openai_compatible_backend_streams_schema_constrained_parts(openai_serve
 
 def test_unreachable_endpoint_fails_clearly():
     env = {"EMOOMNI_REASONING_BACKEND": "openai_compatible", "EMOOMNI_OPENAI_BASE_URL": f"http://127.0.0.1:{_free_port()}/v1"}
-    with pytest.raises(Exception, match="(?i)connect"):
+    with pytest.raises(Exception, match=r"(?i)connect"):
         collect(env)

@@ -1,0 +1,65 @@
+"""The embedded default (`emoomni chat`'s path: one process, private nats-server) on the 5 s English clip.
+
+Reports start-up time, and over warm turns the time to first audio and the whole turn, with the per-stage
+compute. Goals on the 2-core machine: first audio <= 3 s, whole turn <= 6 s.
+
+    .venv/bin/python benchmarks/embedded_turn.py [--turns 10] [--clip PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import save, summary  # noqa: E402
+from emoomni.config import load_config  # noqa: E402
+from emoomni.result import TurnResult  # noqa: E402
+from emoomni.runtime import EmbeddedAgent  # noqa: E402
+from emoomni.v1 import agent_pb2, media_pb2  # noqa: E402
+
+
+async def run(clip: str, turns: int) -> dict:
+    started = time.perf_counter()
+    async with EmbeddedAgent(load_config()) as agent:
+        startup_s = time.perf_counter() - started
+        rows = []
+        for i in range(turns + 1):
+            result = TurnResult()
+            async for event in agent.run_turn(agent_pb2.ConverseRequest(media=media_pb2.MediaInput(path=clip))):
+                result.add(event)
+            t = result.done.timings
+            if i == 0:
+                cold = {"first_audio_ms": t.first_audio_ms, "total_ms": t.total_ms}
+                continue
+            rows.append(t)
+            print(f"turn {i:2d}: first audio {t.first_audio_ms:6.0f} ms  total {t.total_ms:6.0f} ms  "
+                  f"(perception {t.perception_ms:.0f}, reasoning {t.reasoning_ms:.0f}, "
+                  f"instruction {t.instruction_ms:.0f}, talker {t.talker_ms:.0f})", flush=True)
+    pick = lambda name: summary([getattr(t, name) for t in rows])  # noqa: E731
+    return {"startup_s": round(startup_s, 1), "first_turn_after_startup": cold,
+            "first_audio_ms": pick("first_audio_ms"), "total_ms": pick("total_ms"),
+            "perception_ms": pick("perception_ms"), "reasoning_ms": pick("reasoning_ms"),
+            "instruction_ms": pick("instruction_ms"), "talker_ms": pick("talker_ms"),
+            "framework_overhead_ms": pick("framework_overhead_ms")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--clip", default=str(ROOT.parent / "shared" / "media" / "merged_7e578e0b.mp4"))
+    args = parser.parse_args()
+    data = asyncio.run(run(args.clip, args.turns))
+    path = save("embedded_turn", {"benchmark": "embedded_turn", "clip": Path(args.clip).name,
+                                  "goal": "first audio <= 3 s, whole turn <= 6 s", **data})
+    print(f"first audio ms: {data['first_audio_ms']}\ntotal ms: {data['total_ms']}\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

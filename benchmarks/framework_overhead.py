@@ -1,0 +1,77 @@
+"""Framework overhead per turn through the multi-process stack (`emoomni up`).
+
+Overhead = the turn's wall time minus the union of the stages' compute intervals, as each stage reports them:
+what the bus, gRPC, serialization, the object store and scheduling add. Goal: <= 5 ms p50, <= 15 ms p99.
+
+    .venv/bin/python benchmarks/framework_overhead.py [--turns 30] [--clip PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import save, summary  # noqa: E402
+from emoomni.client import Client  # noqa: E402
+from emoomni.natsserver import free_port  # noqa: E402
+from emoomni.result import TurnResult  # noqa: E402
+from emoomni.runtime import wait_until_serving  # noqa: E402
+
+SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--turns", type=int, default=30)
+    parser.add_argument("--clip", default=str(ROOT.parent / "shared" / "media" / "merged_7e578e0b.mp4"))
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="emoomni-bench-"))
+    addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    (tmp / "stack.yaml").write_text(yaml.safe_dump(
+        {"nats": {"url": f"nats://127.0.0.1:{free_port()}", "monitor_port": free_port()}, "services": addrs}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not wait_until_serving(addrs, timeout_s=600):
+            print("the stack did not start", file=sys.stderr)
+            return 1
+        overhead, total, first_audio = [], [], []
+        with Client(addrs["gateway"]) as client:
+            client.run_turn(args.clip)  # warm-up turn, not counted
+            for i in range(args.turns):
+                result = TurnResult()
+                for event in client.converse(args.clip):
+                    result.add(event)
+                t = result.done.timings
+                overhead.append(t.framework_overhead_ms)
+                total.append(t.total_ms)
+                first_audio.append(t.first_audio_ms)
+                print(f"turn {i + 1:2d}: overhead {t.framework_overhead_ms:6.2f} ms  total {t.total_ms:7.0f} ms",
+                      flush=True)
+        data = {"benchmark": "framework_overhead", "clip": Path(args.clip).name, "mode": "emoomni up (5 processes)",
+                "framework_overhead_ms": summary(overhead), "total_ms": summary(total),
+                "first_audio_ms": summary(first_audio), "goal": "overhead <= 5 ms p50, <= 15 ms p99"}
+        path = save("framework_overhead", data)
+        print(f"overhead ms: {data['framework_overhead_ms']}\nwrote {path}")
+        return 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Installs EmoOmni with its test tools into .venv, then lints and runs the whole test suite on real components.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+.venv/bin/ruff check .
+.venv/bin/python -m pytest "$@"
