@@ -68,39 +68,51 @@ def _duration_s(container: av.container.InputContainer) -> float:
     return best
 
 
-def probe(source: bytes | str, limits: LimitsConfig) -> float:
-    """Cheap checks without decoding (readable container, audio track, duration); returns the duration."""
-    with _open(source) as container:
-        if not container.streams.audio:
-            raise MediaError("the clip has no audio track: the agent needs to hear the user")
-        duration = _duration_s(container)
+def _check_container(container: av.container.InputContainer, limits: LimitsConfig) -> float:
+    """Audio track present and duration within the limit; returns the duration."""
+    if not container.streams.audio:
+        raise MediaError("the clip has no audio track: the agent needs to hear the user")
+    duration = _duration_s(container)
     if duration > limits.max_media_duration_s:
         raise MediaError(f"the clip lasts {duration:.1f} s, over the {limits.max_media_duration_s:.0f} s limit")
     return duration
 
 
-def decode(source: bytes | str, limits: LimitsConfig, *, sample_rate: int = 16000, n_frames: int = 8,
-           max_side_px: int = 480) -> DecodedMedia:
-    """Decode audio (resampled) and `n_frames` frames spread evenly over the clip."""
+def probe(source: bytes | str, limits: LimitsConfig) -> float:
+    """Cheap checks without decoding (readable container, audio track, duration); returns the duration."""
     with _open(source) as container:
-        if not container.streams.audio:
-            raise MediaError("the clip has no audio track: the agent needs to hear the user")
-        duration = _duration_s(container)
-        if duration > limits.max_media_duration_s:
-            raise MediaError(f"the clip lasts {duration:.1f} s, over the {limits.max_media_duration_s:.0f} s limit")
+        return _check_container(container, limits)
+
+
+def decode_audio(source: bytes | str, limits: LimitsConfig, sample_rate: int = 16000) -> DecodedMedia:
+    """Validate the clip and decode its audio; frames come separately (`decode_frames`) so that speech
+    recognition can start while the video is still being decoded."""
+    with _open(source) as container:
+        duration = _check_container(container, limits)
         audio = _decode_audio(container, sample_rate)
+        has_video = bool(container.streams.video)
     if audio.size < limits.min_media_duration_s * sample_rate:
         raise MediaError(f"the clip's audio lasts {audio.size / sample_rate:.2f} s, under the "
                          f"{limits.min_media_duration_s} s minimum")
-    duration = duration or audio.size / sample_rate
-    frames: list[tuple[float, np.ndarray]] = []
-    has_video = False
-    with _open(source) as container:
-        if container.streams.video:
-            has_video = True
-            frames = _decode_frames(container, duration, n_frames, max_side_px)
-    return DecodedMedia(audio=audio, sample_rate=sample_rate, frames=frames, duration_s=duration,
+    return DecodedMedia(audio=audio, sample_rate=sample_rate, duration_s=duration or audio.size / sample_rate,
                         has_video=has_video)
+
+
+def decode_frames(source: bytes | str, duration_s: float, n_frames: int = 8,
+                  max_side_px: int = 480) -> list[tuple[float, np.ndarray]]:
+    """`n_frames` RGB frames spread evenly over the clip (empty when it has no video)."""
+    with _open(source) as container:
+        if not container.streams.video:
+            return []
+        return _decode_frames(container, duration_s, n_frames, max_side_px)
+
+
+def decode(source: bytes | str, limits: LimitsConfig, *, sample_rate: int = 16000, n_frames: int = 8,
+           max_side_px: int = 480) -> DecodedMedia:
+    """Decode audio (resampled) and `n_frames` frames spread evenly over the clip."""
+    media = decode_audio(source, limits, sample_rate)
+    media.frames = decode_frames(source, media.duration_s, n_frames, max_side_px)
+    return media
 
 
 def _decode_audio(container: av.container.InputContainer, sample_rate: int) -> np.ndarray:

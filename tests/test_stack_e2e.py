@@ -67,7 +67,9 @@ def stack(tmp_path_factory, otlp):
     _, otlp_port = otlp
     d = tmp_path_factory.mktemp("stack")
     addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
-    config = {"nats": {"url": f"nats://127.0.0.1:{free_port()}", "monitor_port": free_port()}, "services": addrs}
+    # A 5 MB media limit: every shared clip fits (the largest is 3.5 MB), so the upload limit can be tested cheaply.
+    config = {"nats": {"url": f"nats://127.0.0.1:{free_port()}", "monitor_port": free_port()}, "services": addrs,
+              "limits": {"max_media_bytes": 5_000_000}}
     (d / "stack.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}",
                OTEL_EXPORTER_OTLP_INSECURE="true")
@@ -164,6 +166,16 @@ def test_malformed_requests_are_refused(stack):
         with pytest.raises(grpc.RpcError) as err:
             list(stub.ConverseUpload(iter([chunk]), timeout=30))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "start" in err.value.details()
+
+
+def test_oversized_upload_and_server_side_path(stack, english_clip):
+    with Client(stack["gateway"]) as client:
+        with pytest.raises(grpc.RpcError) as err:
+            list(client.converse(b"\0" * 6_000_000))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "over the 5 MB limit" in err.value.details()
+        # Converse with a path the server can read (same machine here): no upload at all.
+        events = list(client.converse_path(str(english_clip)))
+    assert events[-1].WhichOneof("event") == "done" and events[-1].done.ecot.response
 
 
 @pytest.mark.parametrize("clip", MANDARIN_CLIPS)

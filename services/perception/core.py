@@ -15,7 +15,7 @@ from emoomni.services.perception.backends import build_backends
 from emoomni.services.perception.backends.interface import AsrResult, FaceObservation, ProsodyResult
 
 from emoomni.config import StackConfig
-from emoomni.media import DecodedMedia, MediaError, decode, read_source
+from emoomni.media import DecodedMedia, MediaError, decode_audio, decode_frames, read_source
 from emoomni.v1 import perception_pb2 as pb
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -83,19 +83,22 @@ def summarise_faces(obs: list[FaceObservation]) -> pb.FaceCues:
 def build_cues(asr: AsrResult, face: pb.FaceCues, prosody: pb.ProsodyFeatures) -> list[pb.Cue]:
     chinese = bool(_HAN.search(asr.text))
     said = f'The user said: "{asr.text}"'
+    brief = f'said "{asr.english_translation or asr.text}"'
     if asr.english_translation:
         said += f' (in English: "{asr.english_translation}")'
-    cues = [pb.Cue(modality="speech", text=said)]
+    cues = [pb.Cue(modality="speech", text=said, brief=brief)]
     if face.frames_with_face:
         share = f"{face.dominant_expression_frames} of {face.frames_with_face} frames with a face"
         mean = face.mean_expression_scores[face.dominant_expression]
         cues.append(pb.Cue(modality="face", text=f"Facial expression: mostly {face.dominant_expression} "
-                                                 f"({share}, mean probability {mean:.2f})"))
+                                                 f"({share}, mean probability {mean:.2f})",
+                           brief=f"face mostly {face.dominant_expression}"))
         runner_up = sorted(((p, label) for label, p in face.mean_expression_scores.items()
                             if label != face.dominant_expression), reverse=True)
         if runner_up and runner_up[0][0] >= 0.15:
             cues.append(pb.Cue(modality="face", text=f"Facial expression also shows {runner_up[0][1]} "
-                                                     f"(mean probability {runner_up[0][0]:.2f})"))
+                                                     f"(mean probability {runner_up[0][0]:.2f})",
+                               brief=f"face also {runner_up[0][1]}"))
     if prosody.pitch_median_hz > 0:
         variation = describe_pitch_variation(ProsodyResult(
             duration_s=prosody.duration_s, voiced_ratio=prosody.voiced_ratio,
@@ -104,15 +107,18 @@ def build_cues(asr: AsrResult, face: pb.FaceCues, prosody: pb.ProsodyFeatures) -
             pitch_p90_hz=prosody.pitch_p90_hz, energy_mean_dbfs=prosody.energy_mean_dbfs,
             energy_std_db=prosody.energy_std_db, energy_peak_dbfs=0.0))
         cues.append(pb.Cue(modality="voice", text=f"Voice pitch: median {prosody.pitch_median_hz:.0f} Hz, "
-                                                  f"{variation}"))
-    cues.append(pb.Cue(modality="voice", text=f"Voice loudness: {prosody.energy_mean_dbfs:.0f} dBFS, "
-                                              f"{describe_loudness(prosody.energy_mean_dbfs)}"))
+                                                  f"{variation}", brief=variation.split(" (")[0]))
+    loudness = describe_loudness(prosody.energy_mean_dbfs)
+    cues.append(pb.Cue(modality="voice", text=f"Voice loudness: {prosody.energy_mean_dbfs:.0f} dBFS, {loudness}",
+                       brief=f"voice {loudness.split(',')[0]}"))
     if prosody.speech_rate_wps > 0:
         unit = "characters" if chinese else "words"
-        cues.append(pb.Cue(modality="voice", text=f"Speech rate: {prosody.speech_rate_wps:.1f} {unit}/s, "
-                                                  f"{describe_rate(prosody.speech_rate_wps, chinese)}"))
+        pace = describe_rate(prosody.speech_rate_wps, chinese)
+        cues.append(pb.Cue(modality="voice", text=f"Speech rate: {prosody.speech_rate_wps:.1f} {unit}/s, {pace}",
+                           brief=f"{pace} speech"))
     if prosody.pause_ratio >= 0.15:
-        cues.append(pb.Cue(modality="voice", text=f"Pauses take {prosody.pause_ratio:.0%} of the speaking time"))
+        cues.append(pb.Cue(modality="voice", text=f"Pauses take {prosody.pause_ratio:.0%} of the speaking time",
+                           brief="many pauses"))
     return cues
 
 
@@ -133,22 +139,29 @@ class PerceptionCore:
         self.face.observe([(0.0, np.zeros((120, 160, 3), dtype=np.uint8))])
 
     def decode(self, path: str | None, data: bytes | None) -> DecodedMedia:
-        limits = self.cfg.limits
-        source = read_source(path, data, limits)
-        return decode(source, limits, sample_rate=self.cfg.perception.prosody.sample_rate,
-                      n_frames=self.cfg.perception.face.frames_sampled,
-                      max_side_px=self.cfg.perception.face.max_side_px)
+        """Audio and frames of a clip (used by tests and tools; `perceive` overlaps the two)."""
+        media = decode_audio(read_source(path, data, self.cfg.limits), self.cfg.limits,
+                             self.cfg.perception.prosody.sample_rate)
+        face = self.cfg.perception.face
+        media.frames = decode_frames(read_source(path, data, self.cfg.limits), media.duration_s,
+                                     face.frames_sampled, face.max_side_px)
+        return media
+
+    def _faces(self, source: bytes | str, duration_s: float) -> list:
+        face = self.cfg.perception.face
+        return self.face.observe(decode_frames(source, duration_s, face.frames_sampled, face.max_side_px))
 
     def perceive(self, path: str | None = None, data: bytes | None = None) -> pb.PerceptionResult:
-        media = self.decode(path, data)
         limits = self.cfg.limits
+        source = read_source(path, data, limits)
+        media = decode_audio(source, limits, self.cfg.perception.prosody.sample_rate)
         peak_dbfs = 20 * np.log10(max(float(np.abs(media.audio).max()), 1e-9))
         if peak_dbfs < SILENCE_DBFS:
             raise MediaError(f"the clip's audio is silent (peak {max(peak_dbfs, -120):.0f} dBFS)")
         if limits.require_face and not media.has_video:
             raise MediaError("the clip has no video track: the agent needs to see the user's face")
-        # Face runs beside ASR: CTranslate2 and LiteRT both release the GIL.
-        face_future = self._pool.submit(self.face.observe, media.frames)
+        # Frames are decoded and read beside ASR: PyAV, CTranslate2 and LiteRT all release the GIL.
+        face_future = self._pool.submit(self._faces, source, media.duration_s)
         prosody_future = self._pool.submit(self.prosody.measure, media.audio, media.sample_rate)
         asr = self.asr.transcribe(media.audio, media.sample_rate)
         face = summarise_faces(face_future.result())

@@ -6,18 +6,17 @@ serving other messages while a turn generates.
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from emoomni.services.reasoning.backends import build_backend
 from emoomni.services.reasoning.backends.interface import EMOTION, INTENT, RESPONSE, STRATEGY, Piece
 
+from emoomni.aio import iterate_in_thread
 from emoomni.config import StackConfig
 from emoomni.v1 import perception_pb2, reasoning_pb2
 
 _FIELD = {EMOTION: "emotion_analysis", INTENT: "intent", STRATEGY: "strategy", RESPONSE: "response"}
-_DONE = object()
 
 
 class ReasoningCore:
@@ -37,38 +36,15 @@ class ReasoningCore:
     async def reason(self, perception: perception_pb2.PerceptionResult, context: str,
                      ecot: reasoning_pb2.Ecot | None = None) -> AsyncIterator[reasoning_pb2.EcotDelta]:
         """Stream deltas; if `ecot` is given it is filled with the complete parts as they arrive."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        cancelled = threading.Event()
+        def pieces() -> Iterator[Piece]:
+            with self._lock:
+                yield from self.backend.stream(perception, context)
 
-        def produce() -> None:
-            try:
-                with self._lock:
-                    for piece in self.backend.stream(perception, context):
-                        if cancelled.is_set():
-                            break
-                        loop.call_soon_threadsafe(queue.put_nowait, piece)
-            except BaseException as exc:  # surfaced to the awaiting side below
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
-
-        worker = loop.run_in_executor(None, produce)
-        try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                piece: Piece = item
-                if ecot is not None and piece.text:
-                    field = _FIELD[piece.part]
-                    setattr(ecot, field, getattr(ecot, field) + piece.text)
-                yield reasoning_pb2.EcotDelta(part=piece.part, text=piece.text, part_done=piece.part_done)
-        finally:
-            cancelled.set()
-            await worker
+        async for piece in iterate_in_thread(pieces):
+            if ecot is not None and piece.text:
+                field = _FIELD[piece.part]
+                setattr(ecot, field, getattr(ecot, field) + piece.text)
+            yield reasoning_pb2.EcotDelta(part=piece.part, text=piece.text, part_done=piece.part_done)
         if ecot is not None:
             for field in _FIELD.values():
                 setattr(ecot, field, getattr(ecot, field).strip())

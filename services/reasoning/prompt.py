@@ -14,13 +14,8 @@ SYSTEM = (
 )
 
 # Worked examples in the format the backends continue. The situations are invented for this project.
-EXAMPLE_CUES = (
-    "Measured cues:\n"
-    '- The user said: "My interview is in ten minutes and my hands are shaking."\n'
-    "- Facial expression: mostly fear (5 of 8 frames with a face, mean probability 0.55)\n"
-    "- Voice pitch: median 231 Hz, lively intonation (pitch spans 9 semitones)\n"
-    "- Speech rate: 3.8 words/s, fast"
-)
+EXAMPLE_CUES = ('Cues: said "My interview is in ten minutes and my hands are shaking."; face mostly fear; '
+                "lively intonation; fast speech")
 EXAMPLE_ANSWER = (
     "Emotion: Overall, the user seems nervous and anxious.\n"
     "Intent: The user wants to calm down and feel ready before the interview starts.\n"
@@ -29,13 +24,8 @@ EXAMPLE_ANSWER = (
     "means you care."
 )
 
-EXAMPLE2_CUES = (
-    "Measured cues:\n"
-    '- The user said: "Guess what, I passed my driving test on the first try!"\n'
-    "- Facial expression: mostly happy (7 of 8 frames with a face, mean probability 0.81)\n"
-    "- Voice loudness: -17 dBFS, loud\n"
-    "- Speech rate: 3.6 words/s, fast"
-)
+EXAMPLE2_CUES = ('Cues: said "Guess what, I passed my driving test on the first try!"; face mostly happy; voice loud; '
+                 "fast speech")
 EXAMPLE2_ANSWER = (
     "Emotion: Overall, the user seems proud and excited.\n"
     "Intent: The user wants to share the good news and have someone celebrate with them.\n"
@@ -50,11 +40,11 @@ STRATEGY_OPENER = "I will respond"
 
 
 def cue_block(perception: perception_pb2.PerceptionResult, context: str) -> str:
-    lines = ["Measured cues:"]
-    lines += [f"- {c.text}" for c in perception.cues]
+    """The measured cues in their brief form (the full sentences open the emotion analysis instead)."""
+    text = "Cues: " + "; ".join(c.brief or c.text for c in perception.cues)
     if context.strip():
-        lines.append(f"Earlier conversation: {context.strip()}")
-    return "\n".join(lines)
+        text += f"\nEarlier conversation: {context.strip()}"
+    return text
 
 
 def chat_messages(perception: perception_pb2.PerceptionResult, context: str, system_suffix: str = "") -> list[dict]:

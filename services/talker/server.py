@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-
 import grpc
 from emoomni.services.talker.core import TalkerCore
 
+from emoomni.aio import iterate_in_thread
 from emoomni.bus import Bus, Kind
 from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
 from emoomni.v1 import agent_pb2, bus_pb2, talker_pb2, talker_pb2_grpc
-
-_END = object()
 
 
 class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
@@ -32,39 +28,11 @@ class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         talker_pb2_grpc.add_TalkerServicer_to_server(self, server)
 
-    async def _stream(self, text, instruction, language, talker, sentence_index, seconds):
-        """Run the synchronous engine in a thread and hand its chunks over as they are made."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue = asyncio.Queue()
-        stop = threading.Event()
-
-        def produce() -> None:
-            try:
-                for chunk in self.core.speak(text, instruction, language, talker, sentence_index):
-                    if stop.is_set():
-                        return
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            except BaseException as exc:
-                loop.call_soon_threadsafe(queue.put_nowait, exc)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, _END)
-
-        loop.run_in_executor(None, produce)
-        deadline = loop.time() + seconds
-        try:
-            while True:
-                left = deadline - loop.time()
-                try:
-                    item = await asyncio.wait_for(queue.get(), timeout=max(left, 0.001))
-                except TimeoutError as exc:
-                    raise StageTimeout(f"speaking sentence {sentence_index} took longer than {seconds:.1f} s") from exc
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()  # the engine thread stops at its next chunk; nothing waits for it here
+    def _stream(self, text, instruction, language, talker, sentence_index, seconds):
+        """The engine's chunks as they are made; a chunk later than `seconds` ends the sentence with an error."""
+        return iterate_in_thread(
+            lambda: self.core.speak(text, instruction, language, talker, sentence_index), item_timeout_s=seconds,
+            on_timeout=lambda: StageTimeout(f"speaking sentence {sentence_index} took longer than {seconds:.1f} s"))
 
     async def _on_speak(self, turn_id: str, job: bus_pb2.SpeakJob) -> None:
         start = now_ns()
