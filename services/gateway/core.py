@@ -22,6 +22,9 @@ _FORWARDED = (Kind.PERCEPTION, Kind.ECOT, Kind.STRATEGY, Kind.INSTRUCTION, Kind.
               Kind.ERROR)
 
 
+_PAYLOAD_MARGIN = 64 * 1024  # room for the rest of the TurnRequest and the headers
+
+
 class TurnFailed(Exception):
     """The turn ended with an error event; `code` is a gRPC status code name."""
 
@@ -55,8 +58,9 @@ class GatewayCore:
             raise MediaError("object_name is for the bus only; send a path, inline bytes or an upload")
 
     async def _media_for_bus(self, turn_id: str, media: media_pb2.MediaInput) -> media_pb2.MediaInput:
-        """Inline bytes go to the object store so that the bus carries a small reference only."""
-        if media.WhichOneof("source") != "data":
+        """Inline bytes ride in the TurnRequest when they fit the server's max payload (one copy, no store
+        round trips); larger clips go to the object store and the bus carries a reference."""
+        if media.WhichOneof("source") != "data" or len(media.data) + _PAYLOAD_MARGIN <= self.bus.nc.max_payload:
             return media
         store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
         name = f"{turn_id}/{media.filename or 'clip'}"

@@ -10,7 +10,9 @@ from emoomni.services.talker.registry import TalkerRegistry
 from emoomni.config import StackConfig
 from emoomni.v1 import instruction_pb2, media_pb2
 
-CHUNK_SAMPLES = 4096  # ~0.19 s at 22.05 kHz: small enough to start playback early
+# Audio leaves as the engine makes it (Piper: one piece per sentence). Splitting a piece that already exists
+# would not start playback sooner, only multiply messages; only very long pieces are split (~6 s at 22 kHz).
+MAX_CHUNK_SAMPLES = 131072
 
 
 class TalkerCore:
@@ -38,10 +40,10 @@ class TalkerCore:
         pending: media_pb2.AudioChunk | None = None
         for audio in engine.synthesize(text, instruction, language):
             pcm = np.asarray(audio.pcm16, dtype=np.int16)
-            for start in range(0, len(pcm), CHUNK_SAMPLES):
+            for start in range(0, len(pcm), MAX_CHUNK_SAMPLES):
                 if pending is not None:
                     yield pending
-                pending = media_pb2.AudioChunk(pcm16=pcm[start:start + CHUNK_SAMPLES].tobytes(),
+                pending = media_pb2.AudioChunk(pcm16=pcm[start:start + MAX_CHUNK_SAMPLES].tobytes(),
                                                sample_rate=audio.sample_rate, seq=seq,
                                                sentence_index=sentence_index)
                 seq += 1

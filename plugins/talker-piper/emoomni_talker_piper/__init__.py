@@ -28,10 +28,21 @@ class PiperTalker(TalkerPlugin):
                                       license="GPL-3.0-or-later (piper-tts engine); CC0 voice")
 
     def load(self) -> None:
-        from piper import PiperVoice
+        import json
 
-        self.voice = PiperVoice.load(packaged_joe_voice())
-        self.sample_rate = self.voice.config.sample_rate
+        import onnxruntime
+        from piper import PiperVoice
+        from piper.config import PiperConfig
+
+        model = packaged_joe_voice()
+        options = onnxruntime.SessionOptions()
+        # ONNX Runtime's worker threads spin while idle by default; on a small machine that steals the cores
+        # the other stages (and the bus) need between sentences.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(str(model), sess_options=options, providers=["CPUExecutionProvider"])
+        config = PiperConfig.from_dict(json.loads(Path(f"{model}.json").read_text(encoding="utf-8")))
+        self.voice = PiperVoice(config=config, session=session)
+        self.sample_rate = config.sample_rate
 
     def synthesize(self, text: str, instruction: instruction_pb2.AcousticInstruction,
                    language: str) -> Iterator[SpokenAudio]:
