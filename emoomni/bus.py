@@ -128,6 +128,7 @@ class Bus:
 
         if concurrent <= 1:
             await self.nc.subscribe(work_subject(kind), queue=queue, cb=acknowledged)
+            await self.nc.flush()  # the server knows the subscription before the stage reports itself ready
             return
         gate = asyncio.Semaphore(concurrent)
         tasks: set[asyncio.Task] = set()
@@ -148,6 +149,7 @@ class Bus:
             task.add_done_callback(tasks.discard)
 
         await self.nc.subscribe(work_subject(kind), queue=queue, cb=spawn)
+        await self.nc.flush()
 
     async def media_store(self, bucket: str, ttl_s: int):
         """The JetStream object store where uploaded clips wait for perception (created on first use)."""

@@ -81,9 +81,10 @@ class StageService(ABC):
         event.turn_id = turn_id
         await self.bus.publish(subject(turn_id, kind), event)
 
-    async def publish_timing(self, turn_id: str, start_ns: int, end_ns: int, sentence_index: int = 0) -> None:
+    async def publish_timing(self, turn_id: str, start_ns: int, end_ns: int, sentence_index: int = 0,
+                             sentences: int = 0) -> None:
         timing = agent_pb2.StageTiming(stage=self.name, start_unix_ns=start_ns, end_unix_ns=end_ns,
-                                       sentence_index=sentence_index)
+                                       sentence_index=sentence_index, sentences=sentences)
         await self.publish_event(turn_id, Kind.TIMING, agent_pb2.TurnEvent(timing=timing))
 
     async def publish_error(self, turn_id: str, exc: BaseException) -> None:

@@ -71,6 +71,9 @@ class TurnAssembler:
             return [event]
         if which == "timing":
             self._timings.append(event.timing)
+            if event.timing.stage == "reasoning" and event.timing.sentences and self._total_sentences < 0:
+                self._total_sentences = event.timing.sentences
+                return [event, *self._drain()]
             return [event]
         if which == "error":
             self.error = event.error

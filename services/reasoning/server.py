@@ -102,7 +102,7 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
         await speak([rest] if rest else [], last=True)
         if index == 0:
             raise RuntimeError("the reasoning produced no reply sentence")
-        await self.publish_timing(turn_id, start, end)
+        await self.publish_timing(turn_id, start, end, sentences=index)
 
     async def Reason(self, request: reasoning_pb2.ReasonRequest, context: grpc.aio.ServicerContext):
         if not request.perception.cues:

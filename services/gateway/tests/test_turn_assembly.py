@@ -76,3 +76,16 @@ def test_a_missing_stage_is_reported_at_once():
     assert error.code == "UNAVAILABLE" and "no perception service" in str(error)
     assert events[-1].error.code == "UNAVAILABLE"
     assert time.monotonic() - start < 5
+
+
+def test_reasoning_timing_closes_a_reply_whose_last_sentence_was_not_flagged():
+    """A reply ending in whitespace finishes without a flagged last sentence; reasoning's count closes it."""
+    turn = TurnAssembler("t")
+    out = turn.handle(Kind.SPEAK, speak(0, False))
+    out += turn.handle(Kind.AUDIO, audio(0, 0, last=True))
+    assert not turn.audio_complete
+    timing = agent_pb2.StageTiming(stage="reasoning", sentences=1)
+    out += turn.handle(Kind.TIMING, agent_pb2.TurnEvent(timing=timing).SerializeToString())
+    assert turn.audio_complete
+    audio_events = [e.audio for e in out if e.WhichOneof("event") == "audio"]
+    assert audio_events[-1].last and [a.seq for a in audio_events] == [0, 1]

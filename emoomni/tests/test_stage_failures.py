@@ -1,0 +1,76 @@
+"""A stage that fails or overruns its deadline ends the turn with an error event on the bus, never a hang.
+
+Runs a real nats-server and the real StageService worker machinery; the stage's work is a small function
+written here, because the property under test is the framework's, whatever the model does."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+
+from emoomni.bus import Bus, Kind, deadline_in, subject
+from emoomni.config import load_config
+from emoomni.natsserver import NatsServer
+from emoomni.service import StageService, run_with_deadline
+from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
+
+
+class SlowStage(StageService):
+    name = "slowstage"
+    grpc_service = "none"
+
+    def __init__(self, cfg, behaviour):
+        super().__init__(cfg)
+        self.behaviour = behaviour
+
+    def load(self) -> None:
+        pass
+
+    def add_to_grpc(self, server: grpc.aio.Server) -> None:
+        pass
+
+    async def attach(self, bus: Bus) -> None:
+        self.bus = bus
+        await bus.worker(Kind.REQUEST, "slowstage", self.job_handler("slowstage", bus_pb2.TurnRequest.FromString,
+                                                                       self.work))
+
+    async def work(self, turn_id, job):
+        if self.behaviour == "crash":
+            raise RuntimeError("model exploded")
+        await run_with_deadline(asyncio.sleep(5), 0.2, "slow work")
+
+
+async def _turn(behaviour: str, deadline_s: float = 60) -> agent_pb2.TurnError:
+    with NatsServer() as nats:
+        stage_bus, caller = await Bus.connect(nats.url, "stage"), await Bus.connect(nats.url, "caller")
+        await SlowStage(load_config(env={}), behaviour).attach(stage_bus)
+        errors: asyncio.Queue = asyncio.Queue()
+
+        async def on_error(msg):
+            errors.put_nowait(agent_pb2.TurnEvent.FromString(msg.data).error)
+
+        await caller.nc.subscribe(subject("t1", Kind.ERROR), cb=on_error)
+        request = bus_pb2.TurnRequest(turn_id="t1", media=media_pb2.MediaInput(path="x"),
+                                      deadline_unix_ns=deadline_in(deadline_s))
+        await caller.dispatch(subject("t1", Kind.REQUEST), request, "slowstage")
+        try:
+            return await asyncio.wait_for(errors.get(), timeout=10)
+        finally:
+            await stage_bus.close()
+            await caller.close()
+
+
+def test_a_crashing_stage_reports_internal():
+    error = asyncio.run(_turn("crash"))
+    assert error.code == "INTERNAL" and "model exploded" in error.message and error.stage == "slowstage"
+
+
+def test_an_overrunning_stage_reports_deadline_exceeded():
+    error = asyncio.run(_turn("slow"))
+    assert error.code == "DEADLINE_EXCEEDED" and "slow work" in error.message
+
+
+def test_work_arriving_after_the_turn_deadline_is_refused():
+    error = asyncio.run(_turn("crash", deadline_s=-1))
+    assert error.code == "DEADLINE_EXCEEDED" and "deadline passed" in error.message
