@@ -12,7 +12,6 @@ would let llama.cpp reuse the whole cached prompt, which a real conversation nev
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import save, summary  # noqa: E402
+from emoomni.cli import run_async  # noqa: E402
 from emoomni.config import load_config  # noqa: E402
 from emoomni.result import TurnResult  # noqa: E402
 from emoomni.runtime import EmbeddedAgent  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> int:
     parser.add_argument("--clip", default=str(ROOT.parent / "shared" / "media" / "merged_7e578e0b.mp4"))
     parser.add_argument("--interleave", default=str(ROOT / "samples" / "hello.mp4"))
     args = parser.parse_args()
-    data = asyncio.run(run(args.clip, args.turns, args.interleave))
+    data = run_async(run(args.clip, args.turns, args.interleave))  # the event loop `emoomni chat` uses
     path = save("embedded_turn", {"benchmark": "embedded_turn", "clip": Path(args.clip).name,
                                   "interleaved_with": Path(args.interleave).name,
                                   "goal": "first audio <= 3 s, whole turn <= 6 s", **data})
