@@ -26,8 +26,10 @@ RUN python -m venv /opt/venv
 # Default llama.cpp builds use -march=native, i.e. the CPU of whichever machine ran `docker build`; such an
 # image dies with "illegal instruction" on an older CPU. This targets x86-64-v3 (AVX2/FMA/F16C, every
 # x86 server since about 2015) instead; the x86 flags are ignored on arm64. Override with
-#   docker build --build-arg LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON" .   (fastest, but only for this CPU)
-ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+#   docker build --build-arg LLAMA_CMAKE_ARGS="-DGGML_NATIVE=ON -DGGML_OPENMP=OFF" .   (fastest, this CPU only)
+# OpenMP is off as in scripts/setup.sh: ggml's own thread pool is ~1.5x faster when the service drives
+# generation from a worker thread (see benchmarks/RESULTS.md).
+ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_OPENMP=OFF"
 
 # The pip cache lives in a BuildKit cache mount: it speeds up rebuilds and never lands in a layer.
 RUN --mount=type=cache,target=/root/.cache/pip \
@@ -73,8 +75,8 @@ RUN python scripts/gen_proto.py \
 # ---------------------------------------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
 
-# libgomp1: the OpenMP runtime that the locally compiled llama.cpp links against (the PyPI wheels of the
-# other native packages carry their own copies). The slim base does not include it.
+# libgomp1: the system OpenMP runtime, for a llama.cpp built with a LLAMA_CMAKE_ARGS that turns OpenMP back
+# on (the default build does not need it; the PyPI wheels of the other native packages carry their own).
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libgomp1 \
  && rm -rf /var/lib/apt/lists/*
