@@ -9,12 +9,12 @@ import sys
 
 import pytest
 import soundfile as sf
-from emoomni.services.gateway.core import TurnFailed
 
 from conftest import ENGLISH_CLIP, MANDARIN_CLIPS
 from emoomni.config import load_config
 from emoomni.result import TurnResult
 from emoomni.runtime import EmbeddedAgent
+from emoomni.services.gateway.core import TurnFailed
 from emoomni.v1 import agent_pb2, media_pb2
 
 

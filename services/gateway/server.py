@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import grpc
-from emoomni.services.gateway.core import GatewayCore, TurnFailed
 
 from emoomni.bus import Bus
 from emoomni.media import MediaError
 from emoomni.service import StageService, error_message
+from emoomni.services.gateway.core import GatewayCore, TurnFailed
 from emoomni.telemetry import context_from
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
 

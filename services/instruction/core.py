@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from emoomni.services.instruction.backends import build_backend
-
 from emoomni.config import StackConfig
+from emoomni.services.instruction.backends import build_backend
 from emoomni.v1 import instruction_pb2
 
 _MAX_STRATEGY_CHARS = 4000

@@ -11,11 +11,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-from emoomni.services.perception.backends import build_backends
-from emoomni.services.perception.backends.interface import AsrResult, FaceObservation, ProsodyResult
 
 from emoomni.config import StackConfig
-from emoomni.media import DecodedMedia, MediaError, decode_audio, decode_frames, read_source
+from emoomni.media import DecodedMedia, MediaError, decode, decode_audio, decode_frames, read_source
+from emoomni.services.perception.backends import build_backends
+from emoomni.services.perception.backends.interface import AsrResult, FaceObservation, ProsodyResult
 from emoomni.v1 import perception_pb2 as pb
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -140,12 +140,10 @@ class PerceptionCore:
 
     def decode(self, path: str | None, data: bytes | None) -> DecodedMedia:
         """Audio and frames of a clip (used by tests and tools; `perceive` overlaps the two)."""
-        media = decode_audio(read_source(path, data, self.cfg.limits), self.cfg.limits,
-                             self.cfg.perception.prosody.sample_rate)
         face = self.cfg.perception.face
-        media.frames = decode_frames(read_source(path, data, self.cfg.limits), media.duration_s,
-                                     face.frames_sampled, face.max_side_px)
-        return media
+        return decode(read_source(path, data, self.cfg.limits), self.cfg.limits,
+                      sample_rate=self.cfg.perception.prosody.sample_rate, n_frames=face.frames_sampled,
+                      max_side_px=face.max_side_px)
 
     def _faces(self, source: bytes | str, duration_s: float) -> list:
         face = self.cfg.perception.face

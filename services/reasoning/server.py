@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 
 import grpc
-from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY
-from emoomni.services.reasoning.core import ReasoningCore
 
 from emoomni.bus import Bus, Kind, subject
 from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
+from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY
+from emoomni.services.reasoning.core import ReasoningCore
 from emoomni.text import SentenceSplitter
 from emoomni.v1 import agent_pb2, bus_pb2, reasoning_pb2, reasoning_pb2_grpc
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
-from emoomni.services.talker.registry import TalkerRegistry
 
 from emoomni.config import StackConfig
+from emoomni.services.talker.registry import TalkerRegistry
 from emoomni.v1 import instruction_pb2, media_pb2
 
 # Audio leaves as the engine makes it (Piper: one piece per sentence). Splitting a piece that already exists

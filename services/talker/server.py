@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import grpc
-from emoomni.services.talker.core import TalkerCore
 
 from emoomni.aio import iterate_in_thread
 from emoomni.bus import Bus, Kind
 from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
+from emoomni.services.talker.core import TalkerCore
 from emoomni.v1 import agent_pb2, bus_pb2, talker_pb2, talker_pb2_grpc
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
 
+from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 
 # Piper normalizes each sentence to full scale; this leaves headroom so that louder styles do not clip.

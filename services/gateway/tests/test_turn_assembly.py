@@ -1,8 +1,7 @@
 """Turn assembly: audio from several talker replicas arrives out of order and leaves in order."""
 
-from emoomni.services.gateway.turn import TurnAssembler, union_ms
-
 from emoomni.bus import Kind
+from emoomni.services.gateway.turn import TurnAssembler, union_ms
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
 
 
@@ -50,11 +49,11 @@ def test_a_missing_stage_is_reported_at_once():
     import time
 
     import pytest
-    from emoomni.services.gateway.core import GatewayCore, TurnFailed
 
     from emoomni.bus import Bus
     from emoomni.config import load_config
     from emoomni.natsserver import NatsServer
+    from emoomni.services.gateway.core import GatewayCore, TurnFailed
     from emoomni.v1 import media_pb2
 
     async def scenario():

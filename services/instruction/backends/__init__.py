@@ -1,8 +1,7 @@
 """Instruction mapping backends; `interface` holds the contract."""
 
-from emoomni.services.instruction.backends.interface import InstructionBackend
-
 from emoomni.config import InstructionConfig
+from emoomni.services.instruction.backends.interface import InstructionBackend
 
 
 def build_backend(cfg: InstructionConfig) -> InstructionBackend:

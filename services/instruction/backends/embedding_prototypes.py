@@ -9,9 +9,9 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-from emoomni.services.instruction.styles import STYLES
 
 from emoomni.config import InstructionConfig
+from emoomni.services.instruction.styles import STYLES
 from emoomni.v1 import instruction_pb2
 
 _TOP_K = 3

@@ -1,9 +1,9 @@
 """Strategy -> acoustic instruction with the real packaged MiniLM embedding model."""
 
 import pytest
-from emoomni.services.instruction.core import InstructionCore
 
 from emoomni.config import load_config
+from emoomni.services.instruction.core import InstructionCore
 
 
 @pytest.fixture(scope="module")

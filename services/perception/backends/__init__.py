@@ -1,8 +1,7 @@
 """Perception backends. `interface` holds the contracts; each other module is one implementation."""
 
-from emoomni.services.perception.backends.interface import AsrBackend, FaceBackend, ProsodyBackend
-
 from emoomni.config import PerceptionConfig
+from emoomni.services.perception.backends.interface import AsrBackend, FaceBackend, ProsodyBackend
 
 
 def build_backends(cfg: PerceptionConfig) -> tuple[AsrBackend, FaceBackend, ProsodyBackend]:

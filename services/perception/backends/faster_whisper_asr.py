@@ -10,9 +10,9 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from emoomni.services.perception.backends.interface import AsrResult, WordTiming
 
 from emoomni.config import AsrConfig
+from emoomni.services.perception.backends.interface import AsrResult, WordTiming
 
 
 def _package_dir(name: str) -> Path:

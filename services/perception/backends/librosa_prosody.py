@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import librosa
 import numpy as np
-from emoomni.services.perception.backends.interface import ProsodyResult
 
 from emoomni.config import ProsodyConfig
+from emoomni.services.perception.backends.interface import ProsodyResult
 
 _FRAME = 1024
 _HOP = 256

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from emoomni.services.perception.backends.interface import FaceObservation
 
 from emoomni.config import FaceConfig
 from emoomni.logs import quiet_stderr
+from emoomni.services.perception.backends.interface import FaceObservation
 
 # Label order of the fer expression model's output.
 EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")

@@ -1,11 +1,11 @@
 """Perception on the real clips with the real packaged models, and every kind of bad input."""
 
 import pytest
-from emoomni.services.perception.core import PerceptionCore
 
 from conftest import BAD_MEDIA_REASONS, MANDARIN_CLIPS
 from emoomni.config import load_config
 from emoomni.media import MediaError
+from emoomni.services.perception.core import PerceptionCore
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,7 @@
 """Reasoning backends; `interface` holds the contract."""
 
-from emoomni.services.reasoning.backends.interface import ReasoningBackend
-
 from emoomni.config import ReasoningConfig
+from emoomni.services.reasoning.backends.interface import ReasoningBackend
 
 
 def build_backend(cfg: ReasoningConfig) -> ReasoningBackend:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from emoomni.config import ReasoningConfig
 from emoomni.services.reasoning.backends.interface import (
     EMOTION,
     EMOTION_LABELS,
@@ -24,8 +26,6 @@ from emoomni.services.reasoning.backends.interface import (
     evidence_text,
 )
 from emoomni.services.reasoning.prompt import EMOTION_OPENER, INTENT_OPENER, STRATEGY_OPENER, chat_messages
-
-from emoomni.config import ReasoningConfig
 from emoomni.v1 import perception_pb2
 
 _LABEL_GRAMMAR = ("root ::= label (\" and \" label)? \".\"\nlabel ::= "

@@ -11,6 +11,8 @@ import os
 from collections.abc import Iterator
 
 import jiter
+
+from emoomni.config import ReasoningConfig
 from emoomni.services.reasoning.backends.interface import (
     EMOTION,
     EMOTION_LABELS,
@@ -21,8 +23,6 @@ from emoomni.services.reasoning.backends.interface import (
     evidence_text,
 )
 from emoomni.services.reasoning.prompt import SYSTEM, cue_block
-
-from emoomni.config import ReasoningConfig
 from emoomni.v1 import perception_pb2
 
 _FIELDS = (("emotion_reading", EMOTION), ("intent", INTENT), ("strategy", STRATEGY), ("response", RESPONSE))

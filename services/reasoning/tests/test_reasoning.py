@@ -8,11 +8,11 @@ import sys
 import time
 
 import pytest
+
+from emoomni.config import load_config
 from emoomni.services.reasoning.backends.interface import EMOTION, EMOTION_LABELS, INTENT, RESPONSE, STRATEGY
 from emoomni.services.reasoning.backends.llama_cpp_backend import packaged_smollm2
 from emoomni.services.reasoning.core import ReasoningCore
-
-from emoomni.config import load_config
 from emoomni.v1 import perception_pb2 as pb
 from emoomni.v1 import reasoning_pb2
 

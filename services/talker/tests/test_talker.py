@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
-from emoomni.services.talker.core import TalkerCore
-from emoomni.services.talker.registry import discover
 
 from emoomni.config import load_config
+from emoomni.services.talker.core import TalkerCore
+from emoomni.services.talker.registry import discover
 from emoomni.v1 import instruction_pb2
 
 
