@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -119,6 +119,8 @@ class InstructionConfig(_Strict):
 class TalkerConfig(_Strict):
     # Name of an entry point in the group `emoomni.talkers`.
     active: str = "piper"
+    # Per-plugin options handed to the plugin's constructor, e.g. {qwen3-tts: {model_path: /models/qwen3-tts}}.
+    plugins: dict[str, dict[str, Any]] = {}
     # Sentences synthesised at once per talker process; >1 only pays off with more cores than 2.
     concurrency: int = 1
 

@@ -18,7 +18,7 @@ MAX_CHUNK_SAMPLES = 131072
 class TalkerCore:
     def __init__(self, cfg: StackConfig):
         self.cfg = cfg
-        self.registry = TalkerRegistry()
+        self.registry = TalkerRegistry(cfg.talker.plugins)
         self.active = cfg.talker.active
 
     def warmup(self) -> None:

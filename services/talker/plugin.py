@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel
@@ -15,10 +15,17 @@ from emoomni.v1 import instruction_pb2
 ENTRY_POINT_GROUP = "emoomni.talkers"
 
 
+# The AcousticControls fields a plugin may list as honoured in its capabilities.
+CONTROL_NAMES = ("emotion", "intensity", "pitch_scale", "rate_scale", "energy_scale", "voice_quality",
+                 "age_hint", "gender_hint")
+
+
 class TalkerCapabilities(BaseModel):
+    # ISO 639-1 codes the engine can speak ("en", "zh", ...).
     languages: list[str]
+    # True when audio comes out in pieces before the whole text is synthesised.
     streaming: bool
-    # Which AcousticControls fields the engine honours ("rate_scale", "pitch_scale", ...).
+    # Which AcousticControls fields the engine honours (names from CONTROL_NAMES).
     controls: list[str]
     reads_instruction_text: bool = False
     license: str
@@ -34,12 +41,24 @@ class SpokenAudio(BaseModel):
 
 
 class TalkerPlugin(ABC):
+    """One TTS engine. The registry constructs it with its options from config (`talker.plugins.<name>`, e.g.
+    `model_path`), calls `load()` once, warms it, and then calls `synthesize` from worker threads (one call at
+    a time per engine unless the plugin says otherwise)."""
+
     name: ClassVar[str]
     capabilities: ClassVar[TalkerCapabilities]
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        self.options = dict(options or {})
 
     @abstractmethod
     def load(self) -> None:
         """Load weights; called once before the engine serves."""
+
+    def warm(self) -> None:
+        """Run one short synthesis so the first real request does not pay for lazy initialisation."""
+        for _ in self.synthesize("Hello there.", instruction_pb2.AcousticInstruction(), self.capabilities.languages[0]):
+            pass
 
     @abstractmethod
     def synthesize(self, text: str, instruction: instruction_pb2.AcousticInstruction,
@@ -48,10 +67,10 @@ class TalkerPlugin(ABC):
 
     def ignored(self, controls: instruction_pb2.AcousticControls) -> list[str]:
         """Controls set away from neutral that this engine does not honour."""
-        neutral = {"pitch_scale": 1.0, "rate_scale": 1.0, "energy_scale": 1.0}
-        out = [name for name, value in neutral.items()
-               if abs(getattr(controls, name) - value) > 1e-3 and getattr(controls, name) != 0
-               and name not in self.capabilities.controls]
-        if controls.voice_quality not in ("", "modal") and "voice_quality" not in self.capabilities.controls:
-            out.append("voice_quality")
-        return out
+        honoured = set(self.capabilities.controls)
+        scales = [name for name in ("pitch_scale", "rate_scale", "energy_scale")
+                  if getattr(controls, name) not in (0.0, 1.0) and abs(getattr(controls, name) - 1.0) > 1e-3]
+        labels = [name for name, neutral in (("emotion", "neutral"), ("voice_quality", "modal"),
+                                             ("age_hint", ""), ("gender_hint", ""))
+                  if getattr(controls, name) not in ("", neutral)]
+        return [name for name in scales + labels if name not in honoured]

@@ -17,8 +17,9 @@ def discover() -> dict[str, type[TalkerPlugin]]:
 
 
 class TalkerRegistry:
-    def __init__(self):
+    def __init__(self, options: dict[str, dict] | None = None):
         self.available = discover()
+        self.options = options or {}
         self._loaded: dict[str, TalkerPlugin] = {}
         self._lock = threading.Lock()
 
@@ -29,7 +30,7 @@ class TalkerRegistry:
                 if name not in self.available:
                     known = ", ".join(sorted(self.available)) or "none"
                     raise KeyError(f"no talker plugin named {name!r} (installed: {known})")
-                engine = self.available[name]()
+                engine = self.available[name](self.options.get(name))
                 engine.load()
                 self._loaded[name] = engine
             return self._loaded[name]
