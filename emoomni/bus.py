@@ -27,6 +27,9 @@ from emoomni.telemetry import context_from, headers_with_trace
 log = logging.getLogger(__name__)
 
 PREFIX = "emoomni.v1.turn"
+# Control messages that every replica of a stage receives (plain subscriptions, no queue group).
+TALKER_CONTROL = "emoomni.v1.control.talker"  # TalkerControl
+TALKER_STATUS = "emoomni.v1.control.talker.status"  # TalkerStatus, one per replica per control message
 _TURN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -118,38 +121,28 @@ class Bus:
             raise StageUnavailable(f"no {stage} replica acknowledged the work within {timeout_s:.0f} s") from exc
 
     async def worker(self, kind: str, queue: str, handler: Handler, *, concurrent: int = 1) -> None:
-        """Queue-subscribe to a work kind; acknowledge each item on receipt (see `dispatch`), then handle it.
-        `concurrent` > 1 runs up to that many handlers at once."""
+        """Queue-subscribe to a work kind; acknowledge each item the moment it arrives (see `dispatch`), then
+        handle up to `concurrent` items at once, the rest waiting in arrival order.
 
-        async def acknowledged(msg: Msg) -> None:
-            if msg.reply:
-                await msg.respond(b"")
-            await handler(msg)
-
-        if concurrent <= 1:
-            await self.nc.subscribe(work_subject(kind), queue=queue, cb=acknowledged)
-            await self.nc.flush()  # the server knows the subscription before the stage reports itself ready
-            return
-        gate = asyncio.Semaphore(concurrent)
+        The acknowledgement must not wait for earlier items: NATS runs a subscription's callbacks one after
+        another, so acking inside a handler that is still busy would leave later dispatchers without an
+        answer and report the stage unavailable while it is only busy."""
+        gate = asyncio.Semaphore(max(1, concurrent))
         tasks: set[asyncio.Task] = set()
 
-        async def spawn(msg: Msg) -> None:
+        async def run(msg: Msg) -> None:
+            async with gate:
+                await handler(msg)
+
+        async def take(msg: Msg) -> None:
             if msg.reply:
                 await msg.respond(b"")
-            await gate.acquire()
-
-            async def run() -> None:
-                try:
-                    await handler(msg)
-                finally:
-                    gate.release()
-
-            task = asyncio.create_task(run())
+            task = asyncio.create_task(run(msg))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
 
-        await self.nc.subscribe(work_subject(kind), queue=queue, cb=spawn)
-        await self.nc.flush()
+        await self.nc.subscribe(work_subject(kind), queue=queue, cb=take)
+        await self.nc.flush()  # the server knows the subscription before the stage reports itself ready
 
     async def media_store(self, bucket: str, ttl_s: int):
         """The JetStream object store where uploaded clips wait for perception (created on first use)."""

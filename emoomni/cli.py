@@ -1,4 +1,5 @@
-"""The `emoomni` command: chat (one turn on a clip), up (the multi-process stack), serve (one service)."""
+"""The `emoomni` command: chat (one turn on a clip), speak (text + instruction to a WAV), talkers (list or
+switch engines), up (the multi-process stack), serve (one service)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,18 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--context", default="", help="earlier conversation or scene notes")
     chat.add_argument("--remote", metavar="HOST:PORT", help="use a running stack instead of the embedded one")
     chat.add_argument("--json", action="store_true", help="print the turn as JSON on stdout")
+    chat.add_argument("--talker", default="", help="talker engine for this turn (default: the active one)")
+    speak = sub.add_parser("speak", help="speak text the way an instruction asks, into a WAV file")
+    speak.add_argument("--text", required=True)
+    speak.add_argument("--instruction", default="", help='e.g. "speak in a soft, encouraging whisper"')
+    speak.add_argument("--out", required=True, help="WAV file to write")
+    speak.add_argument("--talker", default="", help="engine (default: the active one; see `emoomni talkers`)")
+    speak.add_argument("--language", default="en")
+    speak.add_argument("--remote", metavar="HOST:PORT", help="a running talker service (`emoomni up`: :50064); "
+                       "the instruction is then mapped by the stack's instruction service")
+    talkers = sub.add_parser("talkers", help="list talker plugins, their capabilities and the active one")
+    talkers.add_argument("--remote", metavar="HOST:PORT", help="a running talker service")
+    talkers.add_argument("--set", metavar="NAME", help="with --remote: load, warm and switch to this engine")
     sub.add_parser("up", help="start nats-server and every service as its own process")
     serve = sub.add_parser("serve", help="run one service (used by `up`)")
     serve.add_argument("service", choices=["perception", "reasoning", "instruction", "talker", "gateway"])
@@ -53,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(args.config)
     if args.command == "chat":
         return _chat(args, cfg)
+    if args.command in ("speak", "talkers"):
+        from emoomni import speech_cli
+
+        return speech_cli.speak(args, cfg) if args.command == "speak" else speech_cli.talkers(args, cfg)
     if args.command == "up":
         from emoomni.runtime import run_stack
 
@@ -75,7 +92,7 @@ def run_async(coro):
     return asyncio.run(coro)
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
     print(f"emoomni: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
 
@@ -83,14 +100,14 @@ def _fail(message: str) -> int:
 def _chat(args, cfg) -> int:
     clip = Path(args.clip)
     if not clip.is_file():
-        return _fail(f"no such file: {clip}")
+        return fail(f"no such file: {clip}")
     if not args.remote:
         from emoomni.media import MediaError, probe, read_source
 
         try:  # fail in a second on what can be seen without models, rather than after loading them
             probe(read_source(str(clip), None, cfg.limits), cfg.limits)
         except MediaError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
     result = _chat_remote(args, clip) if args.remote else run_async(_chat_embedded(args, cfg, clip))
     if isinstance(result, int):
         return result
@@ -117,11 +134,11 @@ def _chat_remote(args, clip: Path):
 
     try:
         with Client(args.remote) as client:
-            return client.run_turn(clip, args.context)
+            return client.run_turn(clip, args.context, talker=args.talker)
     except grpc.RpcError as exc:
         code = exc.code()
         if code == grpc.StatusCode.INVALID_ARGUMENT:
-            return _fail(exc.details())
+            return fail(exc.details())
         print(f"emoomni: {code.name}: {exc.details()}", file=sys.stderr)
         return 1
 
@@ -134,7 +151,7 @@ async def _chat_embedded(args, cfg, clip: Path):
     from emoomni.telemetry import shutdown_tracing
     from emoomni.v1 import agent_pb2, media_pb2
 
-    request = agent_pb2.ConverseRequest(context=args.context,
+    request = agent_pb2.ConverseRequest(context=args.context, talker=args.talker,
                                         media=media_pb2.MediaInput(path=str(clip.resolve()), filename=clip.name))
     result = TurnResult()
     try:
@@ -143,10 +160,10 @@ async def _chat_embedded(args, cfg, clip: Path):
             async for event in agent.run_turn(request):
                 result.add(event)
     except MediaError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     except TurnFailed as exc:
         if exc.code == "INVALID_ARGUMENT":
-            return _fail(str(exc))
+            return fail(str(exc))
         print(f"emoomni: {exc.code} in {exc.stage or 'the turn'}: {exc}", file=sys.stderr)
         return 1
     finally:

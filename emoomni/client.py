@@ -16,7 +16,7 @@ import grpc
 from emoomni.result import TurnResult
 from emoomni.service import MAX_GRPC_MESSAGE
 from emoomni.telemetry import headers_with_trace
-from emoomni.v1 import agent_pb2, agent_pb2_grpc, media_pb2
+from emoomni.v1 import agent_pb2, agent_pb2_grpc, instruction_pb2, media_pb2, talker_pb2, talker_pb2_grpc
 
 UPLOAD_CHUNK = 256 * 1024
 
@@ -41,13 +41,15 @@ class Client:
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         grpc.channel_ready_future(self.channel).result(timeout=timeout_s)
 
-    def converse(self, clip: str | Path | bytes, context: str = "", turn_id: str = "") -> Iterator[agent_pb2.TurnEvent]:
-        """Stream a turn's events. A local file is uploaded in chunks (the server may be elsewhere)."""
+    def converse(self, clip: str | Path | bytes, context: str = "", turn_id: str = "",
+                 talker: str = "") -> Iterator[agent_pb2.TurnEvent]:
+        """Stream a turn's events. A local file is uploaded in chunks (the server may be elsewhere). `talker`
+        picks the engine for this turn only."""
         data = clip if isinstance(clip, bytes) else Path(clip).read_bytes()
         name = "clip" if isinstance(clip, bytes) else Path(clip).name
 
         def upload() -> Iterator[agent_pb2.ConverseUploadMessage]:
-            start = agent_pb2.ConverseRequest(context=context, turn_id=turn_id,
+            start = agent_pb2.ConverseRequest(context=context, turn_id=turn_id, talker=talker,
                                               media=media_pb2.MediaInput(filename=name))
             yield agent_pb2.ConverseUploadMessage(start=start)
             for offset in range(0, len(data), UPLOAD_CHUNK):
@@ -62,9 +64,39 @@ class Client:
         request = agent_pb2.ConverseRequest(context=context, media=media_pb2.MediaInput(path=server_path))
         yield from self.stub.Converse(request, timeout=self.timeout_s, metadata=list(headers_with_trace().items()))
 
-    def run_turn(self, clip: str | Path | bytes, context: str = "") -> TurnResult:
+    def run_turn(self, clip: str | Path | bytes, context: str = "", talker: str = "") -> TurnResult:
         """Run a turn to the end and collect it. Raises grpc.RpcError with the server's status on failure."""
         result = TurnResult()
-        for event in self.converse(clip, context):
+        for event in self.converse(clip, context, talker=talker):
             result.add(event)
         return result
+
+
+class TalkerClient:
+    """The `Talker` service: speak text with an instruction, list engines, switch the active one."""
+
+    def __init__(self, target: str = "127.0.0.1:50064", timeout_s: float = 120.0):
+        self.timeout_s = timeout_s
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE)])
+        self.stub = talker_pb2_grpc.TalkerStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> TalkerClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def speak(self, text: str, instruction: instruction_pb2.AcousticInstruction | None = None,
+              language: str = "en", talker: str = "") -> Iterator[media_pb2.AudioChunk]:
+        request = talker_pb2.SpeakRequest(text=text, instruction=instruction, language=language, talker=talker)
+        yield from self.stub.Speak(request, timeout=self.timeout_s, metadata=list(headers_with_trace().items()))
+
+    def talkers(self) -> talker_pb2.ListTalkersResponse:
+        return self.stub.ListTalkers(talker_pb2.ListTalkersRequest(), timeout=self.timeout_s)
+
+    def set_active(self, name: str) -> talker_pb2.SetActiveTalkerResponse:
+        return self.stub.SetActiveTalker(talker_pb2.SetActiveTalkerRequest(name=name), timeout=self.timeout_s)

@@ -27,7 +27,8 @@ class LimitsConfig(_Strict):
     max_media_duration_s: float = 60.0
     min_media_duration_s: float = 0.3
     max_context_chars: int = 4000
-    max_text_chars: int = 2000
+    # Text to speak: longer text is spoken in sentence-sized pieces; past this it is refused as absurd.
+    max_text_chars: int = 20000
     # The issue asks for a clear refusal when no face is visible; robots without a camera set this False
     # and the analysis then rests on voice and words (with a warning).
     require_face: bool = True
@@ -124,6 +125,8 @@ class TalkerConfig(_Strict):
     active: str = "piper"
     # Per-plugin options handed to the plugin's constructor, e.g. {qwen3-tts: {model_path: /models/qwen3-tts}}.
     plugins: dict[str, dict[str, Any]] = {}
+    # Engines tried, in order, when the chosen one cannot speak the reply's language (espeak-ng speaks ~100).
+    language_fallbacks: list[str] = ["espeak", "kokoro"]
     # Sentences synthesised at once per talker process; >1 only pays off with more cores than 2.
     concurrency: int = 1
 

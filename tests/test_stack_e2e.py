@@ -24,8 +24,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
+from benchmarks.talker_swap import run_swap_load
 from conftest import BAD_MEDIA_REASONS, MANDARIN_CLIPS
-from emoomni.client import Client
+from emoomni.client import Client, TalkerClient
 from emoomni.natsserver import free_port
 from emoomni.runtime import wait_until_serving
 
@@ -79,7 +80,8 @@ def stack(tmp_path_factory, otlp):
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         assert wait_until_serving(addrs, timeout_s=600), (d / "up.log").read_text()[-3000:]
-        yield {"gateway": addrs["gateway"], "addrs": addrs, "proc": proc, "log": d / "up.log"}
+        yield {"gateway": addrs["gateway"], "addrs": addrs, "proc": proc, "log": d / "up.log",
+               "nats": config["nats"]["url"]}
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -197,6 +199,67 @@ def test_cli_remote_bad_input_exits_2_with_one_line(stack, bad_media, tmp_path):
                           "--remote", stack["gateway"]], capture_output=True, text=True, timeout=300)
     assert run.returncode == 2
     assert run.stderr.strip().count("\n") == 0 and "no face" in run.stderr
+
+
+def test_talker_rpc_lists_switches_and_speaks_per_request(stack):
+    with TalkerClient(stack["addrs"]["talker"]) as talker:
+        listing = {t.name: t for t in talker.talkers().talkers}
+        assert {"piper", "espeak", "kokoro", "qwen3-tts"} <= set(listing) and listing["piper"].active
+        assert listing["qwen3-tts"].reads_instruction_text and "zh" in listing["espeak"].languages
+        switched = talker.set_active("espeak")
+        assert (switched.previous, switched.active) == ("piper", "espeak")
+        chunks = list(talker.speak("Hello there. How are you?"))
+        assert {c.talker for c in chunks} == {"espeak"} and chunks[-1].last
+        per_request = list(talker.speak("Hello there.", talker="piper"))
+        assert {c.talker for c in per_request} == {"piper"}
+        with pytest.raises(grpc.RpcError) as unknown:
+            talker.set_active("nope")
+        assert unknown.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # No model_path configured: loading fails before the switch, and the active engine stays.
+        with pytest.raises(grpc.RpcError) as unloadable:
+            talker.set_active("qwen3-tts")
+        assert unloadable.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "model_path" in unloadable.value.details()
+        assert next(t for t in talker.talkers().talkers if t.active).name == "espeak"
+        assert talker.set_active("piper").active == "piper"
+
+
+def test_cli_speak_and_talkers_against_the_running_stack(stack, tmp_path):
+    env = dict(os.environ, EMOOMNI_INSTRUCTION_ADDR=stack["addrs"]["instruction"])
+    run = subprocess.run([sys.executable, "-m", "emoomni", "speak", "--text", "Wow, you did it! I'm so proud.",
+                          "--instruction", "sound thrilled and energetic", "--out", str(tmp_path / "s.wav"),
+                          "--remote", stack["addrs"]["talker"]], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    audio, rate = sf.read(tmp_path / "s.wav")
+    assert rate == 22050 and audio.size / rate > 1.0 and "talker  : piper" in run.stdout
+    listing = subprocess.run([sys.executable, "-m", "emoomni", "talkers", "--remote", stack["addrs"]["talker"]],
+                             capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0 and "* piper" in listing.stdout, listing.stderr
+    empty = subprocess.run([sys.executable, "-m", "emoomni", "speak", "--text", " ", "--out", str(tmp_path / "e.wav"),
+                            "--remote", stack["addrs"]["talker"]], capture_output=True, text=True, timeout=60)
+    assert empty.returncode == 2 and "empty" in empty.stderr
+
+
+def test_hot_swap_under_8_concurrent_clients_loses_nothing(stack, english_clip):
+    """8 clients x 2 full turns while the active talker flips piper <-> espeak every second (NATS control
+    and RPC alternately). Every turn ends, its audio is complete and in order, and it is spoken by one engine."""
+    report = run_swap_load(stack["gateway"], stack["addrs"]["talker"], stack["nats"], english_clip, clients=8,
+                           turns=2)
+    assert len(report.turns) == 16
+    assert not report.failed, [t.problem for t in report.failed]
+    assert not report.swap_errors
+    assert report.swaps >= 5 and report.statuses >= 2, "swaps happened while turns were running"
+    engines = {t.talkers[0] for t in report.turns}
+    assert engines == {"piper", "espeak"}, engines
+
+
+def test_a_turn_can_ask_for_its_own_talker(stack, english_clip):
+    with Client(stack["gateway"]) as client:
+        result = client.run_turn(english_clip, talker="espeak")
+        assert result.talkers == {"espeak"}
+        with pytest.raises(grpc.RpcError) as bad:
+            client.run_turn(english_clip, talker="no such/engine")
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_ctrl_c_stops_the_whole_stack(stack):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 
 from opentelemetry import trace
@@ -21,6 +22,8 @@ from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
 _FORWARDED = (Kind.PERCEPTION, Kind.ECOT, Kind.STRATEGY, Kind.INSTRUCTION, Kind.SPEAK, Kind.AUDIO, Kind.TIMING,
               Kind.ERROR)
 _PAYLOAD_MARGIN = 64 * 1024  # room for the rest of the TurnRequest and the headers
+
+_TALKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class TurnFailed(Exception):
@@ -44,6 +47,8 @@ class GatewayCore:
         if len(request.context) > limits.max_context_chars:
             raise MediaError(f"the context is {len(request.context)} characters, over the "
                              f"{limits.max_context_chars} limit")
+        if request.talker and not _TALKER_NAME.fullmatch(request.talker):
+            raise MediaError("talker must be a plugin name: letters, digits, '-', '_' or '.' (at most 64)")
         which = request.media.WhichOneof("source")
         if which is None:
             raise MediaError("no media given: send a path, inline bytes or an upload")
@@ -85,7 +90,8 @@ class GatewayCore:
                 media = await self._media_for_bus(turn_id, request.media)
                 try:
                     await self.bus.dispatch(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
-                        turn_id=turn_id, media=media, context=request.context, deadline_unix_ns=deadline_ns),
+                        turn_id=turn_id, media=media, context=request.context, deadline_unix_ns=deadline_ns,
+                        talker=request.talker),
                         "perception")
                 except StageUnavailable as exc:
                     error = agent_pb2.TurnError(code="UNAVAILABLE", message=str(exc), stage="gateway")

@@ -42,6 +42,7 @@ class TurnAssembler:
     _next_sentence: int = 0
     _total_sentences: int = -1
     _seq: int = 0
+    _talker: str = ""
     _last_sent: bool = False
     _timings: list[agent_pb2.StageTiming] = field(default_factory=list)
 
@@ -100,7 +101,7 @@ class TurnAssembler:
             break
         if not self._last_sent and self.audio_complete and self._seq > 0:
             # The sentence count arrived after the final audio: close the stream with an empty last chunk.
-            out.append(self._emit(media_pb2.AudioChunk(sample_rate=self.sample_rate,
+            out.append(self._emit(media_pb2.AudioChunk(sample_rate=self.sample_rate, talker=self._talker,
                                                        sentence_index=self._next_sentence - 1), True))
         return out
 
@@ -109,8 +110,10 @@ class TurnAssembler:
             self.first_audio_ns = time.time_ns()
         last = end_of_sentence and chunk.sentence_index == self._total_sentences - 1
         self._last_sent = self._last_sent or last
+        self._talker = chunk.talker or self._talker
         out = media_pb2.AudioChunk(pcm16=chunk.pcm16, sample_rate=chunk.sample_rate, seq=self._seq,
-                                   sentence_index=chunk.sentence_index, last=last)
+                                   sentence_index=chunk.sentence_index, last=last, talker=chunk.talker,
+                                   warnings=chunk.warnings)
         self._seq += 1
         return agent_pb2.TurnEvent(turn_id=self.turn_id, audio=out)
 

@@ -59,7 +59,7 @@ class PerceptionService(StageService, perception_pb2_grpc.PerceptionServicer):
                                                                     self.cfg.deadlines.perception_s))
         end = now_ns()
         reason_job = bus_pb2.ReasonJob(turn_id=turn_id, perception=result, context=job.context,
-                                       deadline_unix_ns=job.deadline_unix_ns)
+                                       deadline_unix_ns=job.deadline_unix_ns, talker=job.talker)
         await self.bus.dispatch(subject(turn_id, Kind.PERCEPTION), reason_job, "reasoning")
         await self.publish_timing(turn_id, start, end)
         if job.media.WhichOneof("source") == "object_name":

@@ -81,7 +81,8 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
                 is_last = last and not pending
                 await self.bus.dispatch(subject(turn_id, Kind.SPEAK), bus_pb2.SpeakJob(
                     turn_id=turn_id, sentence_index=index, text=text, instruction=acoustic,
-                    language=language, last_sentence=is_last, deadline_unix_ns=job.deadline_unix_ns), "talker")
+                    language=language, last_sentence=is_last, deadline_unix_ns=job.deadline_unix_ns,
+                    talker=job.talker), "talker")
                 index += 1
 
         with self.tracer.start_as_current_span("reasoning.compute") as span:

