@@ -82,8 +82,9 @@ def _conflict(facets: list[Facet]) -> bool:
 def _single(facet: Facet, rng: random.Random) -> list[str]:
     out = [f"I will {v}." for v in facet.verbs] + [f"{v[0].upper()}{v[1:]}." for v in facet.verbs]
     frames = ["Use a {t} voice.", "Reply in a {t} tone.", "I will respond in a {t} way.",
-              "The answer should sound {t}.", "Keep the delivery {t}.", "I will respond, {t} throughout."]
-    out += [rng.choice(frames).format(t=t) for t in facet.tones for _ in range(2)]
+              "The answer should sound {t}.", "Keep the delivery {t}.", "I will respond, {t} throughout.",
+              "Say it in a {t} way.", "Speak in a {t} manner.", "Sound {t}."]
+    out += [frame.format(t=t) for t in facet.tones for frame in rng.sample(frames, 3)]
     situated = ["Since {s}, I will {v}.", "Because {s}, I will respond accordingly.", "{S}, so I will {v}.",
                 "I will respond in a {t} way because {s}."]
     for situation in facet.situations:

@@ -32,7 +32,7 @@ def _targets(examples, config: HeadConfig) -> dict[str, torch.Tensor]:
             "gender": index(config.genders, [e.gender for e in examples])}
 
 
-def train(embedder, seed: int = 0, epochs: int = 300, lr: float = 3e-3, hidden_dim: int = 128,
+def train(embedder, seed: int = 0, epochs: int = 800, lr: float = 3e-3, hidden_dim: int = 128,
           dropout: float = 0.3, weight_decay: float = 1e-2) -> DeliveryHead:
     torch.manual_seed(seed)
     examples = build_examples(seed=seed)

@@ -1,0 +1,198 @@
+"""Does the spoken reply follow its instruction, and can people understand it?
+
+For each talker: every instruction below goes through the real instruction mapper, and the talker speaks the
+same reply sentences with it and with a neutral instruction. Per instruction we compare median pitch (pYIN),
+loudness (RMS level of the active frames, dB) and speaking rate (1 / trimmed duration) against neutral, on
+the same sentences, and count the expected directions met. Intelligibility: Whisper-base (faster-whisper, an
+independent model) transcribes every clip; word error rate against the text after jiwer normalisation.
+Speed: real-time factor and time to the first chunk of a two-sentence reply.
+
+    python benchmarks/talker_quality.py [--talkers piper,espeak,kokoro] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+import jiwer
+import librosa
+import numpy as np
+from pydantic import BaseModel
+
+from emoomni.config import load_config
+from emoomni.services.instruction.core import InstructionCore
+from emoomni.services.talker.core import TalkerCore
+
+SENTENCES = (
+    "I am really glad you told me about this.",
+    "Let's take it one small step at a time.",
+    "That sounds like a wonderful surprise for your family.",
+    "You worked hard for this, and it shows.",
+    "We can figure out the next part together.",
+)
+NEUTRAL = "Speak in your normal voice."
+# Instruction -> expected direction of (pitch, loudness, rate) against neutral; None = no expectation.
+INSTRUCTIONS: dict[str, dict[str, str]] = {
+    "Whisper it softly.": {"loudness": "down"},
+    "Say it with great excitement!": {"pitch": "up", "loudness": "up", "rate": "up"},
+    "Speak slowly, in a low voice.": {"rate": "down", "pitch": "down"},
+    "Shout it angrily.": {"loudness": "up"},
+    "Say it in a hurry, quickly.": {"rate": "up"},
+    "Say it sadly.": {"pitch": "down", "rate": "down", "loudness": "down"},
+    "Use a deep voice.": {"pitch": "down"},
+    "Use a high voice.": {"pitch": "up"},
+}
+# A change smaller than this is not a direction: 2 % pitch, 1 dB loudness, 3 % rate.
+MIN_CHANGE = {"pitch": 0.02, "loudness": 1.0, "rate": 0.03}
+
+
+class Clip(BaseModel):
+    instruction: str
+    sentence: str
+    pitch_hz: float
+    loudness_db: float
+    seconds: float
+    transcript: str = ""
+
+
+class DirectionCheck(BaseModel):
+    instruction: str
+    feature: str
+    expected: str
+    change: float  # ratio - 1 for pitch and rate, dB for loudness
+    met: bool
+
+
+def features(pcm: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
+    """Median F0 (Hz) of voiced frames, RMS level (dB) of frames within 30 dB of the loudest, trimmed seconds."""
+    audio = pcm.astype(np.float32) / 32768
+    trimmed, _ = librosa.effects.trim(audio, top_db=35)
+    # pYIN's voicing decision is strict on synthetic and resampled voices; take its best F0 guess on every
+    # frame and keep the frames it finds at least somewhat voiced.
+    f0, _, voiced_prob = librosa.pyin(trimmed, fmin=50, fmax=500, sr=sample_rate, frame_length=2048, fill_na=None)
+    keep = voiced_prob > 0.1
+    pitch = float(np.median(f0[keep])) if keep.any() else float("nan")
+    rms = librosa.feature.rms(y=trimmed)[0]
+    level = 20 * np.log10(np.maximum(rms, 1e-9))
+    active = level[level > level.max() - 30]
+    return pitch, float(np.mean(active)), trimmed.size / sample_rate
+
+
+def speak(core: TalkerCore, talker: str, text: str, instruction) -> tuple[np.ndarray, int, float, float]:
+    """Audio, sample rate, seconds to the first chunk, seconds in all."""
+    started = time.perf_counter()
+    first = None
+    parts, rate = [], 0
+    for chunk in core.speak(text, instruction, "en", talker=talker):
+        first = first if first is not None else time.perf_counter() - started
+        parts.append(chunk.pcm16)
+        rate = chunk.sample_rate
+    return np.frombuffer(b"".join(parts), dtype=np.int16), rate, first, time.perf_counter() - started
+
+
+def check_directions(clips: list[Clip]) -> list[DirectionCheck]:
+    neutral = {c.sentence: c for c in clips if c.instruction == NEUTRAL}
+    checks = []
+    for instruction, expected in INSTRUCTIONS.items():
+        mine = [c for c in clips if c.instruction == instruction]
+        for feature, direction in expected.items():
+            if feature == "pitch":
+                change = statistics.median(c.pitch_hz / neutral[c.sentence].pitch_hz - 1 for c in mine)
+            elif feature == "rate":
+                change = statistics.median(neutral[c.sentence].seconds / c.seconds - 1 for c in mine)
+            else:
+                change = statistics.median(c.loudness_db - neutral[c.sentence].loudness_db for c in mine)
+            met = change > MIN_CHANGE[feature] if direction == "up" else change < -MIN_CHANGE[feature]
+            checks.append(DirectionCheck(instruction=instruction, feature=feature, expected=direction,
+                                         change=round(change, 3), met=met))
+    return checks
+
+
+def word_error_rate(clips: list[Clip]) -> float:
+    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
+                               jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
+    return jiwer.wer([c.sentence for c in clips], [c.transcript for c in clips],
+                     reference_transform=normalise, hypothesis_transform=normalise)
+
+
+def evaluate_talker(core: TalkerCore, mapper: InstructionCore, asr, talker: str, sentences=SENTENCES,
+                    repeats: int = 1) -> dict:
+    """Clips for every instruction x sentence (features averaged over `repeats` syntheses), the direction
+    checks, WER, RTF and first-chunk latency."""
+    core.registry.get(talker)
+    clips: list[Clip] = []
+    synth_s, audio_s = [], []
+    for instruction_text in [NEUTRAL, *INSTRUCTIONS]:
+        instruction = mapper.map(instruction_text, "en")
+        for sentence in sentences:
+            takes = []
+            for _ in range(repeats):
+                pcm, rate, _, total = speak(core, talker, sentence, instruction)
+                synth_s.append(total)
+                audio_s.append(pcm.size / rate)
+                takes.append(features(pcm, rate))
+            pitch, loudness, seconds = (float(np.nanmean([t[i] for t in takes])) for i in range(3))
+            clip = Clip(instruction=instruction_text, sentence=sentence, pitch_hz=pitch, loudness_db=loudness,
+                        seconds=seconds)
+            audio16k = librosa.resample(pcm.astype(np.float32) / 32768, orig_sr=rate, target_sr=16000)
+            segments, _ = asr.transcribe(audio16k, language="en", beam_size=5, vad_filter=False)
+            clip.transcript = " ".join(s.text.strip() for s in segments)
+            clips.append(clip)
+    checks = check_directions(clips)
+    first_chunk = []
+    reply = f"{SENTENCES[0]} {SENTENCES[1]}"
+    neutral = mapper.map(NEUTRAL, "en")
+    for _ in range(max(5, repeats)):
+        _, _, first, _ = speak(core, talker, reply, neutral)
+        first_chunk.append(first * 1e3)
+    rtf = [s / a for s, a in zip(synth_s, audio_s, strict=True)]
+    return {"talker": talker, "directions_met": sum(c.met for c in checks), "directions_checked": len(checks),
+            "direction_accuracy": round(sum(c.met for c in checks) / len(checks), 3),
+            "checks": [c.model_dump() for c in checks], "wer": round(word_error_rate(clips), 4),
+            "rtf_median": round(float(np.median(rtf)), 3), "rtf_p99": round(float(np.percentile(rtf, 99)), 3),
+            "first_chunk_ms_median": round(float(np.median(first_chunk)), 1),
+            "first_chunk_ms_p99": round(float(np.percentile(first_chunk, 99)), 1),
+            "clips": [c.model_dump() for c in clips]}
+
+
+def load_asr():
+    from faster_whisper import WhisperModel
+
+    from emoomni.services.perception.backends.faster_whisper_asr import packaged_whisper_base
+
+    return WhisperModel(str(packaged_whisper_base()), device="cpu", compute_type="int8", cpu_threads=2)
+
+
+def main() -> int:
+    from benchmarks.common import save
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--talkers", default="piper,espeak,kokoro")
+    parser.add_argument("--repeats", type=int, default=3, help="syntheses per clip (VITS voices vary per take)")
+    args = parser.parse_args()
+    cfg = load_config(env={})
+    core, mapper, asr = TalkerCore(cfg), InstructionCore(cfg), load_asr()
+    results = []
+    for talker in args.talkers.split(","):
+        result = evaluate_talker(core, mapper, asr, talker, repeats=args.repeats)
+        results.append(result)
+        print(f"{talker:8s} directions {result['directions_met']}/{result['directions_checked']} "
+              f"({result['direction_accuracy']:.0%})  WER {result['wer']:.2%}  RTF median {result['rtf_median']} "
+              f"p99 {result['rtf_p99']}  first chunk median {result['first_chunk_ms_median']} ms "
+              f"p99 {result['first_chunk_ms_p99']} ms", flush=True)
+        for check in result["checks"]:
+            if not check["met"]:
+                print(f"         missed: {check['instruction']} {check['feature']} {check['expected']} "
+                      f"(change {check['change']})")
+    path = save("talker_quality", {"benchmark": "talker_quality", "default_talker": cfg.talker.active,
+                                   "goals": {"direction_accuracy": ">= 0.9", "wer": "<= 0.047", "rtf": "<= 0.15"},
+                                   "instructions": INSTRUCTIONS, "sentences": SENTENCES, "results": results})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
