@@ -59,3 +59,29 @@ def test_long_text_is_spoken_in_sentence_sized_pieces(core):
     chunks, audio = speak(core, text)
     assert len(chunks) >= 2 and chunks[-1].last
     assert audio.size / chunks[0].sample_rate > 20.0
+
+
+def test_a_language_the_engine_cannot_speak_falls_back_with_a_warning(core):
+    chunks = list(core.speak("我今天很高兴见到你。", instruction_pb2.AcousticInstruction(), "zh-CN"))
+    assert {c.talker for c in chunks} == {"espeak"}
+    assert any("does not speak 'zh'" in w for w in chunks[0].warnings)
+
+
+def test_activation_warms_first_and_a_turn_keeps_its_engine():
+    core = TalkerCore(load_config(env={}))
+    core.warmup()
+    instruction = instruction_pb2.AcousticInstruction()
+    first = list(core.speak("First sentence.", instruction, turn_id="turn-a", sentence_index=0))
+    switched = core.activate("espeak")
+    assert (switched.previous, switched.active) == ("piper", "espeak") and switched.load_ms > 0
+    assert core.registry.is_loaded("espeak")
+    second = list(core.speak("Second sentence.", instruction, turn_id="turn-a", sentence_index=1))
+    fresh = list(core.speak("A new turn.", instruction, turn_id="turn-b"))
+    assert {c.talker for c in first + second} == {"piper"} and {c.talker for c in fresh} == {"espeak"}
+    assert core.activate("piper").load_ms == 0.0, "already loaded: no second load"
+
+
+def test_ignored_controls_are_reported_on_the_first_chunk(core):
+    controls = instruction_pb2.AcousticControls(voice_quality="whisper", energy_scale=0.5, emotion="tender")
+    chunks = list(core.speak("Keep it down.", instruction_pb2.AcousticInstruction(controls=controls)))
+    assert set(chunks[0].warnings) == {"piper ignored voice_quality", "piper ignored emotion"}
