@@ -50,3 +50,19 @@ def speech_chunks(text: str, max_chars: int = 320) -> list[str]:
         if sentence:
             out.append(sentence)
     return out
+
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+_NON_LATIN_LANGUAGES = {"zh", "ja", "ko", "ru", "uk", "el", "ar", "fa", "he", "hi", "th"}
+
+
+def spoken_language(text: str, heard_language: str) -> str:
+    """The language to speak `text` in. The reply is usually in the language that was heard, but an
+    English-only reasoning model answers a Mandarin speaker in English: Latin-script text after non-Latin
+    speech is spoken as English, and CJK text as the CJK language heard (Mandarin when none was)."""
+    heard = (heard_language or "en").split("-")[0].lower()
+    if _CJK.search(text):
+        return heard if heard in ("zh", "ja", "ko") else "zh"
+    if heard in _NON_LATIN_LANGUAGES:
+        return "en"
+    return heard

@@ -58,3 +58,13 @@ def test_sentence_splitter_handles_chinese_punctuation():
     splitter = SentenceSplitter(min_chars=2)
     assert splitter.feed("这真是个好消息！我们一起") == ["这真是个好消息！"]
     assert splitter.flush() == "我们一起"
+
+
+def test_spoken_language_follows_the_reply_text_not_only_what_was_heard():
+    from emoomni.text import spoken_language
+
+    assert spoken_language("I hear you, that sounds hard.", "zh") == "en"  # English model answering Mandarin
+    assert spoken_language("我明白你的感受。", "zh") == "zh"
+    assert spoken_language("我明白。", "en") == "zh"
+    assert spoken_language("Das klingt schwer.", "de") == "de"
+    assert spoken_language("Hello.", "") == "en"

@@ -15,7 +15,7 @@ from emoomni.bus import Bus, Kind, subject
 from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
 from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY
 from emoomni.services.reasoning.core import ReasoningCore
-from emoomni.text import SentenceSplitter
+from emoomni.text import SentenceSplitter, spoken_language
 from emoomni.v1 import agent_pb2, bus_pb2, reasoning_pb2, reasoning_pb2_grpc
 
 
@@ -81,8 +81,8 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
                 is_last = last and not pending
                 await self.bus.dispatch(subject(turn_id, Kind.SPEAK), bus_pb2.SpeakJob(
                     turn_id=turn_id, sentence_index=index, text=text, instruction=acoustic,
-                    language=language, last_sentence=is_last, deadline_unix_ns=job.deadline_unix_ns,
-                    talker=job.talker), "talker")
+                    language=spoken_language(text, language), last_sentence=is_last,
+                    deadline_unix_ns=job.deadline_unix_ns, talker=job.talker), "talker")
                 index += 1
 
         with self.tracer.start_as_current_span("reasoning.compute") as span:
