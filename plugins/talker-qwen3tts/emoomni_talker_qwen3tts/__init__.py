@@ -16,7 +16,7 @@ import numpy as np
 from emoomni.services.talker.plugin import CONTROL_NAMES, SpokenAudio, TalkerCapabilities, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 
-from .compat import QWEN_TTS_VERSION, import_qwen_tts, installed_qwen_tts_version
+from .compat import QWEN_TTS_VERSION, import_qwen_tts, installed_qwen_tts_version, restore_rotary_tables
 
 # ISO 639-1 -> the language names Qwen3-TTS's codec_language_id uses.
 LANGUAGES = {"en": "english", "zh": "chinese", "ja": "japanese", "ko": "korean", "de": "german", "fr": "french",
@@ -125,6 +125,8 @@ class Qwen3TTSTalker(TalkerPlugin):
             raise ModelPathError(f"qwen3-tts talker: cannot load the checkpoint in {path}: {error}") from error
         engine.model.to(device).eval()
         engine.model.speech_tokenizer.model.to(device).eval()
+        restore_rotary_tables(engine.model)
+        restore_rotary_tables(engine.model.speech_tokenizer.model)
         engine.model.speech_tokenizer.device = engine.device = torch.device(device)
         self.engine = engine
         self.kind = config["tts_model_type"]

@@ -206,3 +206,24 @@ def installed_qwen_tts_version() -> str | None:
         return version("qwen-tts")
     except PackageNotFoundError:
         return None
+
+
+def restore_rotary_tables(model) -> int:
+    """Recompute every rotary table (`inv_freq`) in `model`; returns how many.
+
+    transformers 5 builds the model on the meta device and materialises non-persistent buffers only where its
+    own weight initialisation knows them. qwen-tts's rotary modules keep `inv_freq` as such a buffer, so after
+    loading it holds uninitialised memory (tiny garbage, sometimes NaN) and generation breaks. The table is a
+    pure function of the config, so it is rebuilt here with the module's own `rope_init_fn`."""
+    import torch
+
+    restored = 0
+    for module in model.modules():
+        if not (hasattr(module, "rope_init_fn") and isinstance(getattr(module, "inv_freq", None), torch.Tensor)):
+            continue
+        device = module.inv_freq.device
+        inv_freq, module.attention_scaling = module.rope_init_fn(module.config, device)
+        module.inv_freq = inv_freq.to(device=device, dtype=torch.float32)
+        module.original_inv_freq = module.inv_freq
+        restored += 1
+    return restored
