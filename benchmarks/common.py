@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -39,3 +44,33 @@ def save(name: str, data: dict) -> Path:
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps({"machine": machine(), **data}, indent=2) + "\n")
     return path
+
+
+SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
+
+
+@contextlib.contextmanager
+def stack_processes(timeout_s: float = 600.0):
+    """`emoomni up` on free ports, without tracing; yields (service addresses, NATS URL) once every service
+    serves, and stops the stack with Ctrl-C (SIGINT) afterwards."""
+    from emoomni.natsserver import free_port
+    from emoomni.runtime import wait_until_serving
+
+    tmp = Path(tempfile.mkdtemp(prefix="emoomni-bench-"))
+    addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    nats_url = f"nats://127.0.0.1:{free_port()}"
+    (tmp / "stack.yaml").write_text(yaml.safe_dump({"nats": {"url": nats_url, "monitor_port": free_port()},
+                                                    "services": addrs}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if not wait_until_serving(addrs, timeout_s=timeout_s):
+            raise RuntimeError("the stack did not start")
+        yield addrs, nats_url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -9,25 +9,15 @@ what the bus, gRPC, serialization, the object store and scheduling add. Goal: <=
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import save, summary  # noqa: E402
+from benchmarks.common import save, stack_processes, summary  # noqa: E402
 from emoomni.client import Client  # noqa: E402
-from emoomni.natsserver import free_port  # noqa: E402
 from emoomni.result import TurnResult  # noqa: E402
-from emoomni.runtime import wait_until_serving  # noqa: E402
-
-SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 
 
 def main() -> int:
@@ -37,17 +27,7 @@ def main() -> int:
     parser.add_argument("--input", choices=["upload", "path"], default="upload",
                         help="upload the clip's bytes (ConverseUpload) or send a path the server reads (Converse)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="emoomni-bench-"))
-    addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
-    (tmp / "stack.yaml").write_text(yaml.safe_dump(
-        {"nats": {"url": f"nats://127.0.0.1:{free_port()}", "monitor_port": free_port()}, "services": addrs}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        if not wait_until_serving(addrs, timeout_s=600):
-            print("the stack did not start", file=sys.stderr)
-            return 1
+    with stack_processes() as (addrs, _):
         overhead, total, first_audio = [], [], []
         with Client(addrs["gateway"]) as client:
             client.run_turn(args.clip)  # warm-up turn, not counted
@@ -69,12 +49,6 @@ def main() -> int:
         path = save(f"framework_overhead_{args.input}", data)
         print(f"overhead ms: {data['framework_overhead_ms']}\nwrote {path}")
         return 0
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 if __name__ == "__main__":

@@ -12,11 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -28,12 +24,9 @@ from pydantic import BaseModel
 
 from emoomni.bus import TALKER_CONTROL, TALKER_STATUS
 from emoomni.client import Client, TalkerClient
-from emoomni.natsserver import free_port
-from emoomni.runtime import wait_until_serving
 from emoomni.v1 import bus_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 
 
 class TurnOutcome(BaseModel):
@@ -142,7 +135,7 @@ def run_swap_load(gateway: str, talker_addr: str, nats_url: str, clip: Path, cli
 
 
 def main() -> int:
-    from benchmarks.common import save, summary
+    from benchmarks.common import save, stack_processes, summary
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=8)
@@ -150,18 +143,7 @@ def main() -> int:
     parser.add_argument("--engines", default="piper,espeak")
     parser.add_argument("--clip", default=str(ROOT.parent / "shared" / "media" / "merged_7e578e0b.mp4"))
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="emoomni-swap-"))
-    addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
-    nats_url = f"nats://127.0.0.1:{free_port()}"
-    (tmp / "stack.yaml").write_text(yaml.safe_dump({"nats": {"url": nats_url, "monitor_port": free_port()},
-                                                    "services": addrs}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        if not wait_until_serving(addrs, timeout_s=600):
-            print("the stack did not start", file=sys.stderr)
-            return 1
+    with stack_processes() as (addrs, nats_url):
         with Client(addrs["gateway"]) as client:
             client.run_turn(args.clip)  # warm-up turn
         started = time.perf_counter()
@@ -183,12 +165,6 @@ def main() -> int:
         print(yaml.safe_dump(data, sort_keys=False))
         print(f"wrote {path}")
         return 0 if not report.failed and not report.swap_errors else 1
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 if __name__ == "__main__":

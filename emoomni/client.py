@@ -21,22 +21,29 @@ from emoomni.v1 import agent_pb2, agent_pb2_grpc, instruction_pb2, media_pb2, ta
 UPLOAD_CHUNK = 256 * 1024
 
 
-class Client:
-    def __init__(self, target: str = "127.0.0.1:50051", timeout_s: float = 180.0):
+class _Channel:
+    """One gRPC channel with the stack's message-size limits, usable as a context manager."""
+
+    def __init__(self, target: str, timeout_s: float):
         self.timeout_s = timeout_s
         self.channel = grpc.insecure_channel(target, options=[
             ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
             ("grpc.max_send_message_length", MAX_GRPC_MESSAGE)])
-        self.stub = agent_pb2_grpc.AgentStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Client(_Channel):
+    def __init__(self, target: str = "127.0.0.1:50051", timeout_s: float = 180.0):
+        super().__init__(target, timeout_s)
+        self.stub = agent_pb2_grpc.AgentStub(self.channel)
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
         grpc.channel_ready_future(self.channel).result(timeout=timeout_s)
@@ -72,23 +79,12 @@ class Client:
         return result
 
 
-class TalkerClient:
+class TalkerClient(_Channel):
     """The `Talker` service: speak text with an instruction, list engines, switch the active one."""
 
     def __init__(self, target: str = "127.0.0.1:50064", timeout_s: float = 120.0):
-        self.timeout_s = timeout_s
-        self.channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE)])
+        super().__init__(target, timeout_s)
         self.stub = talker_pb2_grpc.TalkerStub(self.channel)
-
-    def close(self) -> None:
-        self.channel.close()
-
-    def __enter__(self) -> TalkerClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def speak(self, text: str, instruction: instruction_pb2.AcousticInstruction | None = None,
               language: str = "en", talker: str = "") -> Iterator[media_pb2.AudioChunk]:

