@@ -23,6 +23,9 @@ import numpy as np
 from pydantic import BaseModel
 
 from emoomni.config import load_config
+from emoomni.eval import acoustics
+from emoomni.eval.acoustics import MIN_CHANGE, features  # noqa: F401  (re-exported for callers of this module)
+from emoomni.eval.objective import load_asr
 from emoomni.services.instruction.core import InstructionCore
 from emoomni.services.talker.core import TalkerCore
 
@@ -45,8 +48,6 @@ INSTRUCTIONS: dict[str, dict[str, str]] = {
     "Use a deep voice.": {"pitch": "down"},
     "Use a high voice.": {"pitch": "up"},
 }
-# A change smaller than this is not a direction: 2 % pitch, 1 dB loudness, 3 % rate.
-MIN_CHANGE = {"pitch": 0.02, "loudness": 1.0, "rate": 0.03}
 
 
 class Clip(BaseModel):
@@ -64,21 +65,6 @@ class DirectionCheck(BaseModel):
     expected: str
     change: float  # ratio - 1 for pitch and rate, dB for loudness
     met: bool
-
-
-def features(pcm: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
-    """Median F0 (Hz) of voiced frames, RMS level (dB) of frames within 30 dB of the loudest, trimmed seconds."""
-    audio = pcm.astype(np.float32) / 32768
-    trimmed, _ = librosa.effects.trim(audio, top_db=35)
-    # pYIN's voicing decision is strict on synthetic and resampled voices; take its best F0 guess on every
-    # frame and keep the frames it finds at least somewhat voiced.
-    f0, _, voiced_prob = librosa.pyin(trimmed, fmin=50, fmax=500, sr=sample_rate, frame_length=2048, fill_na=None)
-    keep = voiced_prob > 0.1
-    pitch = float(np.median(f0[keep])) if keep.any() else float("nan")
-    rms = librosa.feature.rms(y=trimmed)[0]
-    level = 20 * np.log10(np.maximum(rms, 1e-9))
-    active = level[level > level.max() - 30]
-    return pitch, float(np.mean(active)), trimmed.size / sample_rate
 
 
 def speak(core: TalkerCore, talker: str, text: str, instruction) -> tuple[np.ndarray, int, float, float]:
@@ -99,15 +85,12 @@ def check_directions(clips: list[Clip]) -> list[DirectionCheck]:
     for instruction, expected in INSTRUCTIONS.items():
         mine = [c for c in clips if c.instruction == instruction]
         for feature, direction in expected.items():
-            if feature == "pitch":
-                change = statistics.median(c.pitch_hz / neutral[c.sentence].pitch_hz - 1 for c in mine)
-            elif feature == "rate":
-                change = statistics.median(neutral[c.sentence].seconds / c.seconds - 1 for c in mine)
-            else:
-                change = statistics.median(c.loudness_db - neutral[c.sentence].loudness_db for c in mine)
-            met = change > MIN_CHANGE[feature] if direction == "up" else change < -MIN_CHANGE[feature]
+            field = {"pitch": "pitch_hz", "loudness": "loudness_db", "rate": "seconds"}[feature]
+            delta = statistics.median(acoustics.change(feature, getattr(c, field), getattr(neutral[c.sentence], field))
+                                      for c in mine)
+            met = acoustics.direction_met(feature, direction, delta)
             checks.append(DirectionCheck(instruction=instruction, feature=feature, expected=direction,
-                                         change=round(change, 3), met=met))
+                                         change=round(delta, 3), met=met))
     return checks
 
 
@@ -156,14 +139,6 @@ def evaluate_talker(core: TalkerCore, mapper: InstructionCore, asr, talker: str,
             "first_chunk_ms_median": round(float(np.median(first_chunk)), 1),
             "first_chunk_ms_p99": round(float(np.percentile(first_chunk, 99)), 1),
             "clips": [c.model_dump() for c in clips]}
-
-
-def load_asr():
-    from faster_whisper import WhisperModel
-
-    from emoomni.services.perception.backends.faster_whisper_asr import packaged_whisper_base
-
-    return WhisperModel(str(packaged_whisper_base()), device="cpu", compute_type="int8", cpu_threads=2)
 
 
 def main() -> int:

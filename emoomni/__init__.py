@@ -4,7 +4,11 @@ The public embedding API is :class:`emoomni.client.Client`; the stack is describ
 :class:`emoomni.config.StackConfig`.
 """
 
+from emoomni.torchvision_compat import install_import_hook
+
 __version__ = "0.1.0"
+
+install_import_hook()
 
 __all__ = ["Client", "__version__"]
 

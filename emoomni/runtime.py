@@ -86,8 +86,12 @@ class EmbeddedAgent:
         try:
             names = (*STAGE_ORDER, "gateway")
             services = [service_class(name)(self.cfg) for name in names]
-            # Model loading is mostly native code: loading the stages side by side saves start-up time.
-            await asyncio.gather(*(asyncio.to_thread(s.load) for s in services))
+            # Model loading is mostly native code: loading the stages side by side saves start-up time. A stage
+            # that asks to load alone goes first (transformers' lazy imports are not safe across threads).
+            for service in services:
+                if service.load_alone:
+                    await asyncio.to_thread(service.load)
+            await asyncio.gather(*(asyncio.to_thread(s.load) for s in services if not s.load_alone))
             for name, service in zip(names, services, strict=True):
                 self._parts.append(await start_service(name, self.cfg, self.nats.url, None, service))
         except BaseException:

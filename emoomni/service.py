@@ -25,7 +25,7 @@ from emoomni.bus import Bus, Kind, span_from_msg, subject
 from emoomni.config import StackConfig
 from emoomni.media import MediaError
 from emoomni.telemetry import tracer_for
-from emoomni.v1 import agent_pb2
+from emoomni.v1 import agent_pb2, media_pb2
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class StageService(ABC):
 
     name: str
     grpc_service: str  # full name, e.g. "emoomni.v1.Perception"
+    # In one process (`emoomni chat`), stages load side by side unless this is set.
+    load_alone: bool = False
 
     def __init__(self, cfg: StackConfig):
         self.cfg = cfg
@@ -76,6 +78,29 @@ class StageService(ABC):
         """Register the stage's gRPC servicer."""
 
     # Helpers for workers -------------------------------------------------------------------------
+
+    async def media_source(self, media: media_pb2.MediaInput) -> tuple[str | None, bytes | None]:
+        """(path, data) of a clip: a path or inline bytes as sent, or an upload fetched from the bus's store."""
+        which = media.WhichOneof("source")
+        if which == "path":
+            return media.path, None
+        if which == "data":
+            return None, media.data
+        if which == "object_name":
+            store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
+            try:
+                result = await store.get(media.object_name)
+            except Exception as exc:
+                raise MediaError(f"the uploaded media {media.object_name!r} is no longer available") from exc
+            return None, result.data
+        raise MediaError("no media given: send a path, inline bytes or an upload")
+
+    async def forget_upload(self, media: media_pb2.MediaInput) -> None:
+        """Delete an uploaded clip from the bus's store once its last reader is done (the TTL is the backstop)."""
+        if media.WhichOneof("source") == "object_name":
+            store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
+            with contextlib.suppress(Exception):
+                await store.delete(media.object_name)
 
     async def publish_event(self, turn_id: str, kind: str, event: agent_pb2.TurnEvent) -> None:
         event.turn_id = turn_id

@@ -11,7 +11,7 @@ extras=""; [ "${1:-}" = "--dev" ] && extras="[dev]"
 LLAMA_VERSION=0.3.36
 WHEELS=${EMOOMNI_WHEELS:-$HOME/.cache/emoomni/wheels}
 stamp=.venv/.emoomni-installed$extras
-want=$(cat pyproject.toml requirements-models.txt plugins/*/pyproject.toml scripts/setup.sh | sha1sum | cut -c1-16)
+want=$(cat pyproject.toml requirements-models.txt plugins/*/pyproject.toml scripts/setup*.sh | sha1sum | cut -c1-16)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" install --upgrade pip wheel setuptools
   # CPU build of PyTorch (for sentence-transformers); installed first so nothing pulls the CUDA build.
@@ -36,7 +36,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # instruction-following models, so it goes in without its pins (the plugin bridges transformers 5).
   "${PIP[@]}" install --no-deps "qwen-tts==0.1.1"
   "${PIP[@]}" install "einops==0.8.2" "sox==1.5.0"
+  # Omni thinker backend. torchvision: the Qwen-Omni video processor's transforms; no CPU build is on PyPI,
+  # so the CUDA-linked wheel goes in beside the CPU torch (emoomni.torchvision_compat makes it importable).
+  # xgrammar: the E-CoT format constraint; without deps, as its `triton` requirement is for GPU kernels only.
+  "${PIP[@]}" install --no-deps "torchvision==0.28.0" "xgrammar==0.2.8" "apache-tvm-ffi==0.1.15.post2"
   echo "$want" > "$stamp"
 fi
+# Triton Inference Server (from nvidia-pytriton) and its Python-backend models live in their own venv:
+# the server's Python stub needs numpy<2, the rest of the stack numpy 2.
+bash scripts/setup_triton.sh
 "$VPY" scripts/gen_proto.py
 "$VPY" scripts/make_sample.py

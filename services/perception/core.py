@@ -6,6 +6,7 @@ emotion analysis in them. Thresholds that turn numbers into words ("fast", "quie
 
 from __future__ import annotations
 
+import contextvars
 import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -127,7 +128,7 @@ class PerceptionCore:
 
     def __init__(self, cfg: StackConfig):
         self.cfg = cfg
-        self.asr, self.face, self.prosody = build_backends(cfg.perception)
+        self.asr, self.face, self.prosody = build_backends(cfg.perception, cfg.triton)
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="perception")
 
     def warmup(self) -> None:
@@ -158,8 +159,9 @@ class PerceptionCore:
             raise MediaError(f"the clip's audio is silent (peak {max(peak_dbfs, -120):.0f} dBFS)")
         if limits.require_face and not media.has_video:
             raise MediaError("the clip has no video track: the agent needs to see the user's face")
-        # Frames are decoded and read beside ASR: PyAV, CTranslate2 and LiteRT all release the GIL.
-        face_future = self._pool.submit(self._faces, source, media.duration_s)
+        # Frames are decoded and read beside ASR: PyAV, CTranslate2 and LiteRT all release the GIL. Each task
+        # runs in a copy of this context, so a backend that calls out (Triton) carries the current trace.
+        face_future = self._pool.submit(contextvars.copy_context().run, self._faces, source, media.duration_s)
         prosody_future = self._pool.submit(self.prosody.measure, media.audio, media.sample_rate)
         asr = self.asr.transcribe(media.audio, media.sample_rate)
         face = summarise_faces(face_future.result())

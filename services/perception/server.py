@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import grpc
 
@@ -32,23 +31,8 @@ class PerceptionService(StageService, perception_pb2_grpc.PerceptionServicer):
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         perception_pb2_grpc.add_PerceptionServicer_to_server(self, server)
 
-    async def _media_bytes(self, media: media_pb2.MediaInput) -> tuple[str | None, bytes | None]:
-        which = media.WhichOneof("source")
-        if which == "path":
-            return media.path, None
-        if which == "data":
-            return None, media.data
-        if which == "object_name":
-            store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
-            try:
-                result = await store.get(media.object_name)
-            except Exception as exc:
-                raise MediaError(f"the uploaded media {media.object_name!r} is no longer available") from exc
-            return None, result.data
-        raise MediaError("no media given: send a path, inline bytes or an upload")
-
     async def _perceive(self, media: media_pb2.MediaInput, seconds: float) -> perception_pb2.PerceptionResult:
-        path, data = await self._media_bytes(media)
+        path, data = await self.media_source(media)
         async with self._busy:
             return await run_with_deadline(asyncio.to_thread(self.core.perceive, path, data), seconds, "perception")
 
@@ -58,14 +42,11 @@ class PerceptionService(StageService, perception_pb2_grpc.PerceptionServicer):
             result = await self._perceive(job.media, stage_deadline(job.deadline_unix_ns,
                                                                     self.cfg.deadlines.perception_s))
         end = now_ns()
+        # The clip goes on to reasoning (omni backends watch it); reasoning deletes an upload when done.
         reason_job = bus_pb2.ReasonJob(turn_id=turn_id, perception=result, context=job.context,
-                                       deadline_unix_ns=job.deadline_unix_ns, talker=job.talker)
+                                       deadline_unix_ns=job.deadline_unix_ns, talker=job.talker, media=job.media)
         await self.bus.dispatch(subject(turn_id, Kind.PERCEPTION), reason_job, "reasoning")
         await self.publish_timing(turn_id, start, end)
-        if job.media.WhichOneof("source") == "object_name":
-            store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
-            with contextlib.suppress(Exception):  # the bucket's TTL removes it anyway
-                await store.delete(job.media.object_name)
 
     async def Perceive(self, request: perception_pb2.PerceiveRequest, context: grpc.aio.ServicerContext):
         try:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from emoomni.aio import iterate_in_thread
 from emoomni.config import StackConfig
 from emoomni.services.reasoning.backends import build_backend
-from emoomni.services.reasoning.backends.interface import EMOTION, INTENT, RESPONSE, STRATEGY, Piece
+from emoomni.services.reasoning.backends.interface import EMOTION, INTENT, RESPONSE, STRATEGY, MediaSource, Piece
 from emoomni.v1 import perception_pb2, reasoning_pb2
 
 _FIELD = {EMOTION: "emotion_analysis", INTENT: "intent", STRATEGY: "strategy", RESPONSE: "response"}
@@ -21,7 +21,7 @@ _FIELD = {EMOTION: "emotion_analysis", INTENT: "intent", STRATEGY: "strategy", R
 class ReasoningCore:
     def __init__(self, cfg: StackConfig):
         self.cfg = cfg
-        self.backend = build_backend(cfg.reasoning)
+        self.backend = build_backend(cfg.reasoning, cfg.limits)
         # One generation at a time per model instance: llama.cpp contexts are not re-entrant.
         self._lock = threading.Lock()
 
@@ -32,12 +32,18 @@ class ReasoningCore:
                 for _ in self.backend.stream(fake, ""):
                     pass
 
+    @property
+    def needs_media(self) -> bool:
+        return self.backend.needs_media
+
     async def reason(self, perception: perception_pb2.PerceptionResult, context: str,
-                     ecot: reasoning_pb2.Ecot | None = None) -> AsyncIterator[reasoning_pb2.EcotDelta]:
-        """Stream deltas; if `ecot` is given it is filled with the complete parts as they arrive."""
+                     ecot: reasoning_pb2.Ecot | None = None, media: MediaSource | None = None,
+                     ) -> AsyncIterator[reasoning_pb2.EcotDelta]:
+        """Stream deltas; if `ecot` is given it is filled with the complete parts as they arrive. `media` (a
+        path or the bytes of the clip) reaches backends that read the clip."""
         def pieces() -> Iterator[Piece]:
             with self._lock:
-                yield from self.backend.stream(perception, context)
+                yield from self.backend.stream(perception, context, media)
 
         async for piece in iterate_in_thread(pieces):
             if ecot is not None and piece.text:

@@ -12,16 +12,22 @@ import asyncio
 import grpc
 
 from emoomni.bus import Bus, Kind, subject
-from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
-from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY
+from emoomni.media import MediaError, read_source
+from emoomni.service import StageService, StageTimeout, error_message, grpc_code_for, now_ns, stage_deadline
+from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY, MediaSource
 from emoomni.services.reasoning.core import ReasoningCore
 from emoomni.text import SentenceSplitter, spoken_language
-from emoomni.v1 import agent_pb2, bus_pb2, reasoning_pb2, reasoning_pb2_grpc
+from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, reasoning_pb2, reasoning_pb2_grpc
 
 
 class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
     name = "reasoning"
     grpc_service = "emoomni.v1.Reasoning"
+
+    @property
+    def load_alone(self) -> bool:
+        # The omni backend imports much of transformers while loading, as the instruction stage does.
+        return self.cfg.reasoning.backend == "omni"
 
     def load(self) -> None:
         self.core = ReasoningCore(self.cfg)
@@ -57,11 +63,19 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
         # Subscribe before the strategy is published, so the instruction cannot be missed.
         sub = await bus.nc.subscribe(subject(turn_id, Kind.INSTRUCTION), cb=on_instruction)
         try:
-            await self._generate(turn_id, job, instruction)
+            media = await self._clip(job.media) if self.core.needs_media else None
+            await self._generate(turn_id, job, instruction, media)
         finally:
             await sub.unsubscribe()
+            await self.forget_upload(job.media)
 
-    async def _generate(self, turn_id: str, job: bus_pb2.ReasonJob, instruction: asyncio.Future) -> None:
+    async def _clip(self, media: media_pb2.MediaInput) -> MediaSource:
+        """The clip for backends that read it, checked for existence and size before any decoding."""
+        path, data = await self.media_source(media)
+        return read_source(path, data, self.cfg.limits)
+
+    async def _generate(self, turn_id: str, job: bus_pb2.ReasonJob, instruction: asyncio.Future,
+                        media: MediaSource | None) -> None:
         language = job.perception.transcript.language or "en"
         splitter = SentenceSplitter()
         pending: list[str] = []  # complete sentences waiting for the instruction
@@ -87,7 +101,7 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
 
         with self.tracer.start_as_current_span("reasoning.compute") as span:
             async with asyncio.timeout(seconds):
-                async for delta in self.core.reason(job.perception, job.context, ecot):
+                async for delta in self.core.reason(job.perception, job.context, ecot, media):
                     await self.publish_event(turn_id, Kind.ECOT, agent_pb2.TurnEvent(ecot_delta=delta))
                     if delta.part == STRATEGY and delta.part_done:
                         await self.bus.dispatch(subject(turn_id, Kind.STRATEGY), bus_pb2.MapJob(
@@ -112,8 +126,14 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"context over {self.cfg.limits.max_context_chars} characters")
         try:
-            async for delta in self.core.reason(request.perception, request.context):
+            media = None
+            if self.core.needs_media:
+                if not request.HasField("media"):
+                    raise MediaError(f"the {self.cfg.reasoning.backend} reasoning backend reads the clip itself: "
+                                     "send ReasonRequest.media")
+                media = await self._clip(request.media)
+            async for delta in self.core.reason(request.perception, request.context, media=media):
                 yield delta
         except Exception as exc:
-            await context.abort(grpc.StatusCode.INTERNAL, error_message(exc))
+            await context.abort(grpc_code_for(exc), error_message(exc))
 

@@ -4,6 +4,7 @@ sentences, and the `emoomni.v1.control.talker` subscription that hot-swaps the e
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
@@ -25,7 +26,12 @@ class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
     grpc_service = "emoomni.v1.Talker"
 
     def load(self) -> None:
-        self.core = TalkerCore(self.cfg)
+        if self.cfg.talker.backend == "triton":
+            from emoomni.services.talker.triton_backend import TritonTalkerCore
+
+            self.core = TritonTalkerCore(self.cfg)
+        else:
+            self.core = TalkerCore(self.cfg)
         self.core.warmup()
         self.replica = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
 
@@ -42,8 +48,10 @@ class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
 
     def _stream(self, text, instruction, language, talker, sentence_index, seconds, turn_id=""):
         """The engine's chunks as they are made; a chunk later than `seconds` ends the sentence with an error."""
+        ctx = contextvars.copy_context()  # here, on the event loop, where the caller's span is current
         return iterate_in_thread(
-            lambda: self.core.speak(text, instruction, language, talker, sentence_index, turn_id),
+            lambda: _in_context(ctx, lambda: self.core.speak(text, instruction, language, talker, sentence_index,
+                                                             turn_id)),
             item_timeout_s=seconds,
             on_timeout=lambda: StageTimeout(f"speaking sentence {sentence_index} took longer than {seconds:.1f} s"))
 
@@ -96,6 +104,18 @@ class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
 
     async def ListTalkers(self, request, context):
         return list_talkers(self.core)
+
+
+def _in_context(ctx: contextvars.Context, make):
+    """Run a generator's every step in `ctx`: the worker thread then sees the caller's trace context, which a
+    Triton backend forwards as `traceparent` (an executor thread starts with an empty context)."""
+    items = ctx.run(make)
+    while True:
+        try:
+            item = ctx.run(next, items)
+        except StopIteration:
+            return
+        yield item
 
 
 def list_talkers(core: TalkerCore) -> talker_pb2.ListTalkersResponse:

@@ -33,8 +33,16 @@ class Piece:
     part_done: bool = False
 
 
+# The clip as `emoomni.media.read_source` returns it (a checked path, or the bytes), for backends that see it.
+MediaSource = bytes | str
+
+
 class ReasoningBackend(Protocol):
-    def stream(self, perception: perception_pb2.PerceptionResult, context: str) -> Iterator[Piece]:
+    # True for backends that read the clip itself (omni models); the others reason on the perception cues only.
+    needs_media: bool
+
+    def stream(self, perception: perception_pb2.PerceptionResult, context: str,
+               media: MediaSource | None = None) -> Iterator[Piece]:
         """Yield pieces of EMOTION, INTENT, STRATEGY, RESPONSE in order; each part ends with part_done."""
         ...
 

@@ -22,6 +22,7 @@ from emoomni.services.reasoning.backends.interface import (
     INTENT,
     RESPONSE,
     STRATEGY,
+    MediaSource,
     Piece,
     evidence_text,
 )
@@ -38,6 +39,8 @@ def packaged_smollm2() -> Path:
 
 
 class LlamaCppBackend:
+    needs_media = False
+
     def __init__(self, cfg: ReasoningConfig):
         from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -84,7 +87,8 @@ class LlamaCppBackend:
             if text:
                 yield text
 
-    def stream(self, perception: perception_pb2.PerceptionResult, context: str) -> Iterator[Piece]:
+    def stream(self, perception: perception_pb2.PerceptionResult, context: str,
+               media: MediaSource | None = None) -> Iterator[Piece]:
         limits = self.cfg.limits
         prompt = self._format(messages=chat_messages(perception, context, "Write in English.")).prompt
         prompt += f"Emotion: {EMOTION_OPENER}"

@@ -19,6 +19,7 @@ from emoomni.services.reasoning.backends.interface import (
     INTENT,
     RESPONSE,
     STRATEGY,
+    MediaSource,
     Piece,
     evidence_text,
 )
@@ -46,6 +47,8 @@ _FORMAT_NOTE = ("Answer with one JSON object with the keys emotion_reading, inte
 
 
 class OpenAICompatibleBackend:
+    needs_media = False
+
     def __init__(self, cfg: ReasoningConfig):
         from openai import OpenAI
 
@@ -54,7 +57,8 @@ class OpenAICompatibleBackend:
         self.client = OpenAI(base_url=oc.base_url, api_key=os.environ.get(oc.api_key_env) or "not-needed",
                              timeout=oc.timeout_s, max_retries=1)
 
-    def stream(self, perception: perception_pb2.PerceptionResult, context: str) -> Iterator[Piece]:
+    def stream(self, perception: perception_pb2.PerceptionResult, context: str,
+               media: MediaSource | None = None) -> Iterator[Piece]:
         oc = self.cfg.openai_compatible
         limits = self.cfg.limits
         extra = {}

@@ -1,0 +1,134 @@
+"""The talker with `talker.backend: triton`: the `talker` model in Triton (a decoupled Python-backend model that
+runs TalkerCore and the plugins) speaks, and this process only forwards. Audio streams over gRPC: one
+`ModelStreamInfer` stream per call, one response per chunk, each chunk handed on the moment it arrives.
+
+It offers TalkerCore's interface (speak, activate, warmup, registry, active), so the talker service, its bus
+worker and ListTalkers / SetActiveTalker work unchanged."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import queue
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+from google.protobuf import json_format
+
+from emoomni.config import StackConfig
+from emoomni.services.talker.core import Activation
+from emoomni.services.talker.registry import TalkerRegistry
+from emoomni.triton import TritonUnavailable, connect, trace_headers, triton_error
+from emoomni.v1 import instruction_pb2, media_pb2
+
+_WARM_TEXT = "Hello."
+
+
+class _RemoteRegistry(TalkerRegistry):
+    """Installed plugins (for names and capabilities); "loaded" means warmed inside Triton by this process."""
+
+    def __init__(self, options: dict[str, dict] | None = None):
+        super().__init__(options)
+        self.warmed: set[str] = set()
+
+    def is_loaded(self, name: str) -> bool:
+        return name in self.warmed
+
+
+class TritonTalkerCore:
+    """Speaks through Triton. A small pool of clients: a tritonclient client holds one stream at a time, and
+    the talker may speak `talker.concurrency` sentences at once."""
+
+    def __init__(self, cfg: StackConfig):
+        import tritonclient.grpc as grpcclient
+
+        self.cfg = cfg
+        self.url, self.model = cfg.triton.url, cfg.triton.talker_model
+        self.timeout_s = max(cfg.triton.timeout_s, cfg.deadlines.talker_sentence_s)
+        self.registry = _RemoteRegistry(cfg.talker.plugins)
+        self.active = cfg.talker.active
+        connect(self.url, self.model, wait_s=max(cfg.triton.timeout_s, 60.0)).close()
+        self._clients: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(max(1, cfg.talker.concurrency)):
+            self._clients.put(grpcclient.InferenceServerClient(self.url))
+        self._ids = itertools.count()
+        self._swap_lock = threading.Lock()
+
+    def warmup(self) -> None:
+        self._warm(self.active)
+
+    def _warm(self, name: str) -> None:
+        for _ in self.speak(_WARM_TEXT, instruction_pb2.AcousticInstruction(), "en", name):
+            pass
+        self.registry.warmed.add(name)
+
+    def activate(self, name: str) -> Activation:
+        """Load and warm `name` inside Triton (one short sentence), then make it the engine for new turns."""
+        with self._swap_lock:
+            self.registry.plugin_class(name)  # unknown here: refused before Triton is asked
+            started = time.perf_counter()
+            already = self.registry.is_loaded(name)
+            self._warm(name)
+            load_ms = 0.0 if already else (time.perf_counter() - started) * 1e3
+            previous, self.active = self.active, name
+            return Activation(previous=previous, active=name, load_ms=load_ms)
+
+    def _inputs(self, text: str, instruction: instruction_pb2.AcousticInstruction, language: str, talker: str,
+                sentence_index: int, turn_id: str) -> list:
+        import tritonclient.grpc as grpcclient
+
+        values = {"TEXT": text, "INSTRUCTION_JSON": json_format.MessageToJson(instruction, indent=None),
+                  "LANGUAGE": language or "en", "TALKER": talker, "TURN_ID": turn_id}
+        inputs = []
+        for name, value in values.items():
+            tensor = grpcclient.InferInput(name, [1], "BYTES")
+            tensor.set_data_from_numpy(np.array([value.encode("utf-8")], dtype=np.object_))
+            inputs.append(tensor)
+        index = grpcclient.InferInput("SENTENCE_INDEX", [1], "INT32")
+        index.set_data_from_numpy(np.array([sentence_index], dtype=np.int32))
+        return [*inputs, index]
+
+    def speak(self, text: str, instruction: instruction_pb2.AcousticInstruction, language: str = "en",
+              talker: str = "", sentence_index: int = 0, turn_id: str = "") -> Iterator[media_pb2.AudioChunk]:
+        """Audio chunks for `text` as Triton streams them; the same chunks TalkerCore.speak would yield."""
+        from tritonclient.utils import InferenceServerException
+
+        if not text.strip():  # refused here too, without a round trip (the model refuses it the same way)
+            raise ValueError("the text to speak is empty")
+        # No engine named: the model's pins decide for a turn already speaking, else this replica's active one.
+        inputs = self._inputs(text, instruction, language, talker or self.active, sentence_index, turn_id)
+        responses: queue.SimpleQueue = queue.SimpleQueue()
+        client = self._clients.get()
+        finished = False
+        try:
+            try:
+                client.start_stream(callback=lambda result, error: responses.put((result, error)),
+                                    headers=trace_headers())
+                client.async_stream_infer(self.model, inputs, request_id=f"talker-{next(self._ids)}")
+            except InferenceServerException as exc:
+                finished = True
+                raise triton_error(exc, self.url, self.model) from exc
+            while not finished:
+                try:
+                    result, error = responses.get(timeout=self.timeout_s)
+                except queue.Empty:
+                    raise TritonUnavailable(f"Triton model {self.model!r} at {self.url} sent no audio for "
+                                            f"{self.timeout_s:.0f} s") from None
+                if error is not None:  # TritonInputError (a ValueError) for bad input, as TalkerCore raises
+                    finished = True
+                    raise triton_error(error, self.url, self.model) from error
+                finished = bool(result.as_numpy("LAST").reshape(-1)[0])
+                yield media_pb2.AudioChunk(
+                    pcm16=result.as_numpy("AUDIO").astype(np.int16, copy=False).tobytes(),
+                    sample_rate=int(result.as_numpy("SAMPLE_RATE").reshape(-1)[0]),
+                    seq=int(result.as_numpy("SEQ").reshape(-1)[0]), sentence_index=sentence_index,
+                    talker=result.as_numpy("SPOKEN_BY").reshape(-1)[0].decode(),
+                    warnings=json.loads(result.as_numpy("WARNINGS_JSON").reshape(-1)[0]), last=finished)
+        finally:
+            # A caller that stops early (deadline, barge-in) cancels the rest of the request inside Triton.
+            try:
+                client.stop_stream(cancel_requests=not finished)
+            finally:
+                self._clients.put(client)
