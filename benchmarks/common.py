@@ -50,17 +50,17 @@ SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 
 
 @contextlib.contextmanager
-def stack_processes(timeout_s: float = 600.0):
+def stack_processes(timeout_s: float = 600.0, config: dict | None = None):
     """`emoomni up` on free ports, without tracing; yields (service addresses, NATS URL) once every service
-    serves, and stops the stack with Ctrl-C (SIGINT) afterwards."""
+    serves, and stops the stack with Ctrl-C (SIGINT) afterwards. `config` adds stack config sections."""
     from emoomni.natsserver import free_port
     from emoomni.runtime import wait_until_serving
 
     tmp = Path(tempfile.mkdtemp(prefix="emoomni-bench-"))
     addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
     nats_url = f"nats://127.0.0.1:{free_port()}"
-    (tmp / "stack.yaml").write_text(yaml.safe_dump({"nats": {"url": nats_url, "monitor_port": free_port()},
-                                                    "services": addrs}))
+    (tmp / "stack.yaml").write_text(yaml.safe_dump({**(config or {}), "services": addrs,
+                                                    "nats": {"url": nats_url, "monitor_port": free_port()}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -5,8 +5,8 @@ processor and chat template files) loads through the same path a user's Qwen2.5-
 clip's frames and audio go through the model's own processor into the real thinker architecture (vision
 tower, audio tower, M-RoPE text model); constrained generation yields the four E-CoT parts, streamed and
 parsed; a peft LoRA adapter loads on top and changes the model; the memory caps refuse long clips; and a turn
-runs end to end through `emoomni chat`. What they do not prove: anything about answer quality (the weights
-are random, so the text is gibberish by design), or that the 7B checkpoint fits a given GPU.
+runs end to end through the gateway's gRPC API on `emoomni up`. What they do not prove: anything about answer
+quality (the weights are random, so the text is gibberish by design), or that the 7B checkpoint fits a GPU.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import subprocess
 import sys
 
 import pytest
-import yaml
 
 from emoomni.config import load_config
 from emoomni.media import MediaError
@@ -157,17 +156,24 @@ def test_tagged_output_parses_whatever_the_chunking(chunking):
     assert isinstance(pieces[0], Piece)
 
 
-def test_turn_through_the_public_cli_with_the_omni_backend(tiny_omni, english_clip, tmp_path):
-    cfg = omni_config(tiny_omni).model_dump(mode="json")
-    config_path = tmp_path / "omni.yaml"
-    config_path.write_text(yaml.safe_dump({"reasoning": cfg["reasoning"]}))
-    run = subprocess.run([sys.executable, "-m", "emoomni", "--config", str(config_path), "chat", str(english_clip),
-                          "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr[-3000:]
-    turn = json.loads((tmp_path / "out" / "turn.json").read_text())
-    assert "burial record" in turn["perception"]["transcript"]
-    assert all(turn["ecot"][k] for k in ("emotion_analysis", "intent", "strategy", "response"))
-    assert turn["timings_ms"]["reasoning"] > 0 and (tmp_path / "out" / "reply.wav").stat().st_size > 1000
+def test_turn_through_the_public_grpc_api_with_the_omni_backend(tiny_omni, english_clip):
+    """`emoomni up` (every service its own process) with `reasoning.backend: omni`; a client sends the clip's
+    bytes to the gateway's Agent.Converse, so the clip reaches the omni thinker through the bus."""
+    from benchmarks.common import stack_processes
+    from emoomni.client import Client
+
+    reasoning = omni_config(tiny_omni).model_dump(mode="json")["reasoning"]
+    with stack_processes(config={"reasoning": reasoning}) as (addrs, _), Client(addrs["gateway"]) as client:
+        events = list(client.converse(english_clip))
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[0] == "perception" and kinds[-1] == "done", kinds
+    parts = [e.ecot_delta.part for e in events if e.WhichOneof("event") == "ecot_delta" and e.ecot_delta.part_done]
+    assert parts == ORDER
+    done = events[-1].done
+    assert "burial record" in events[0].perception.transcript.text
+    assert all([done.ecot.emotion_analysis, done.ecot.intent, done.ecot.strategy, done.ecot.response])
+    audio = [e.audio for e in events if e.WhichOneof("event") == "audio"]
+    assert audio and audio[-1].last and done.timings.reasoning_ms > 0
 
 
 def test_gpu_benchmark_script_runs_its_whole_path_on_a_tiny_model(tmp_path):
