@@ -2,16 +2,14 @@
 real llama-cpp-python server that the test starts. These prove structure, streaming and grounding, not the
 quality of a 135M-parameter model's advice."""
 
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
 
 from emoomni.config import load_config
+from emoomni.eval.llm_server import llama_cpp_server
+from emoomni.natsserver import free_port
 from emoomni.services.reasoning.backends.interface import EMOTION, EMOTION_LABELS, INTENT, RESPONSE, STRATEGY
-from emoomni.services.reasoning.backends.llama_cpp_backend import packaged_smollm2
 from emoomni.services.reasoning.core import ReasoningCore
 from emoomni.v1 import perception_pb2 as pb
 from emoomni.v1 import reasoning_pb2
@@ -64,30 +62,11 @@ def test_llama_cpp_backend_streams_four_grounded_parts():
     assert ecot.response and ecot.response.isascii(), "the default talkers speak English"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def openai_server():
     """A real OpenAI-compatible HTTP server (llama-cpp-python's) serving the packaged SmolLM2."""
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(packaged_smollm2()),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            assert proc.poll() is None, "llama_cpp.server exited"
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}/v1"
-    proc.terminate()
-    proc.wait(timeout=20)
+    with llama_cpp_server(n_ctx=2048) as url:
+        yield url
 
 
 def test_openai_compatible_backend_streams_schema_constrained_parts(openai_server):
@@ -100,6 +79,6 @@ def test_openai_compatible_backend_streams_schema_constrained_parts(openai_serve
 
 
 def test_unreachable_endpoint_fails_clearly():
-    env = {"EMOOMNI_REASONING_BACKEND": "openai_compatible", "EMOOMNI_OPENAI_BASE_URL": f"http://127.0.0.1:{_free_port()}/v1"}
+    env = {"EMOOMNI_REASONING_BACKEND": "openai_compatible", "EMOOMNI_OPENAI_BASE_URL": f"http://127.0.0.1:{free_port()}/v1"}
     with pytest.raises(Exception, match=r"(?i)connect"):
         collect(env)
