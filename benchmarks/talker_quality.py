@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from emoomni.config import load_config
 from emoomni.eval import acoustics
 from emoomni.eval.acoustics import MIN_CHANGE, features  # noqa: F401  (re-exported for callers of this module)
-from emoomni.eval.objective import load_asr
+from emoomni.eval.objective import WORD_TRANSFORM, load_asr
 from emoomni.services.instruction.core import InstructionCore
 from emoomni.services.talker.core import TalkerCore
 
@@ -95,10 +95,8 @@ def check_directions(clips: list[Clip]) -> list[DirectionCheck]:
 
 
 def word_error_rate(clips: list[Clip]) -> float:
-    normalise = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
-                               jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
     return jiwer.wer([c.sentence for c in clips], [c.transcript for c in clips],
-                     reference_transform=normalise, hypothesis_transform=normalise)
+                     reference_transform=WORD_TRANSFORM, hypothesis_transform=WORD_TRANSFORM)
 
 
 def evaluate_talker(core: TalkerCore, mapper: InstructionCore, asr, talker: str, sentences=SENTENCES,

@@ -34,8 +34,9 @@ def load_asr():
     return WhisperModel(str(packaged_whisper_base()), device="cpu", compute_type="int8", cpu_threads=2)
 
 
-_WORDS = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(), jiwer.Strip(),
-                        jiwer.ReduceToListOfListOfWords()])
+# WER text normalisation, shared with benchmarks/talker_quality.py.
+WORD_TRANSFORM = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
+                                jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
 _NOT_CJK_TEXT = re.compile(r"[\s\W_]+", re.UNICODE)
 
 
@@ -45,7 +46,8 @@ def error_rate(reference: str, hypothesis: str, language: str) -> tuple[str, flo
     if language in CJK_LANGUAGES:
         ref, hyp = _NOT_CJK_TEXT.sub("", reference), _NOT_CJK_TEXT.sub("", hypothesis)
         return "CER", float(jiwer.cer(ref, hyp)) if ref else math.nan
-    return "WER", float(jiwer.wer(reference, hypothesis, reference_transform=_WORDS, hypothesis_transform=_WORDS))
+    return "WER", float(jiwer.wer(reference, hypothesis, reference_transform=WORD_TRANSFORM,
+                                  hypothesis_transform=WORD_TRANSFORM))
 
 
 class DirectionResult(BaseModel):
