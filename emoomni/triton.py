@@ -21,7 +21,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -196,13 +195,6 @@ def connect(url: str, model: str, wait_s: float):
 
     wait_ready(url, [model], wait_s)
     return grpcclient.InferenceServerClient(url)
-
-
-def trace_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """gRPC metadata carrying the current W3C trace context, so Triton's spans join the caller's trace."""
-    from emoomni.telemetry import headers_with_trace
-
-    return headers_with_trace(extra)
 
 
 def triton_error(exc: Exception, url: str, model: str) -> Exception:

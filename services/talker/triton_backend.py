@@ -20,7 +20,8 @@ from google.protobuf import json_format
 from emoomni.config import StackConfig
 from emoomni.services.talker.core import Activation
 from emoomni.services.talker.registry import TalkerRegistry
-from emoomni.triton import TritonUnavailable, connect, trace_headers, triton_error
+from emoomni.telemetry import headers_with_trace
+from emoomni.triton import TritonUnavailable, connect, triton_error
 from emoomni.v1 import instruction_pb2, media_pb2
 
 _WARM_TEXT = "Hello."
@@ -105,7 +106,7 @@ class TritonTalkerCore:
         try:
             try:
                 client.start_stream(callback=lambda result, error: responses.put((result, error)),
-                                    headers=trace_headers())
+                                    headers=headers_with_trace())
                 client.async_stream_infer(self.model, inputs, request_id=f"talker-{next(self._ids)}")
             except InferenceServerException as exc:
                 finished = True

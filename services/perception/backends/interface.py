@@ -24,6 +24,10 @@ class AsrResult(BaseModel):
     english_translation: str = ""
 
 
+# The expression model's labels, in the order of its output (and of the Triton face model's SCORES tensor).
+EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
 class FaceObservation(BaseModel):
     time_s: float
     face_found: bool

@@ -11,10 +11,9 @@ import numpy as np
 from emoomni.config import FaceConfig
 from emoomni.logs import quiet_stderr
 from emoomni.packages import package_dir
-from emoomni.services.perception.backends.interface import FaceObservation
+from emoomni.services.perception.backends.interface import EXPRESSIONS, FaceObservation
 
 # Label order of the fer expression model's output.
-EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 _INPUT = 64
 _MARGIN = 0.15  # share of the face box added around it before classification
 

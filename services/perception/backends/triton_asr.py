@@ -7,7 +7,8 @@ import numpy as np
 
 from emoomni.config import AsrConfig, TritonConfig
 from emoomni.services.perception.backends.interface import AsrResult
-from emoomni.triton import connect, trace_headers, triton_error
+from emoomni.telemetry import headers_with_trace
+from emoomni.triton import connect, triton_error
 
 
 class TritonAsr:
@@ -26,7 +27,7 @@ class TritonAsr:
         inputs[0].set_data_from_numpy(audio)
         inputs[1].set_data_from_numpy(np.array([sample_rate], dtype=np.int32))
         try:
-            result = self.client.infer(self.model, inputs, headers=trace_headers(),
+            result = self.client.infer(self.model, inputs, headers=headers_with_trace(),
                                        client_timeout=self.triton.timeout_s)
         except InferenceServerException as exc:
             raise triton_error(exc, self.triton.url, self.model) from exc

@@ -7,11 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from emoomni.config import FaceConfig, TritonConfig
-from emoomni.services.perception.backends.interface import FaceObservation
-from emoomni.triton import connect, trace_headers, triton_error
-
-# Label order of the model's SCORES output (its config's "labels" parameter; the fer model's order).
-EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+from emoomni.services.perception.backends.interface import EXPRESSIONS, FaceObservation
+from emoomni.telemetry import headers_with_trace
+from emoomni.triton import connect, triton_error
 
 
 class TritonFace:
@@ -27,7 +25,7 @@ class TritonFace:
         tensor = grpcclient.InferInput("FRAMES", list(frames.shape), "UINT8")
         tensor.set_data_from_numpy(frames)
         try:
-            result = self.client.infer(self.model, [tensor], headers=trace_headers(),
+            result = self.client.infer(self.model, [tensor], headers=headers_with_trace(),
                                        client_timeout=self.triton.timeout_s)
         except InferenceServerException as exc:
             raise triton_error(exc, self.triton.url, self.model) from exc

@@ -7,7 +7,8 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from emoomni.config import load_config
-from emoomni.services.perception.backends.opencv_fer_face import EXPRESSIONS, OpenCvFerFace
+from emoomni.services.perception.backends.interface import EXPRESSIONS
+from emoomni.services.perception.backends.opencv_fer_face import OpenCvFerFace
 
 _MAX_FRAMES = 256
 _MIN_SIDE = 16
