@@ -1,7 +1,7 @@
 """Does the spoken reply follow its instruction, and can people understand it?
 
 For each talker: every instruction below goes through the real instruction mapper, and the talker speaks the
-same reply sentences with it and with a neutral instruction. Per instruction we compare median pitch (pYIN),
+same reply sentences with it and with a neutral instruction. Per instruction we compare median pitch (YIN),
 loudness (RMS level of the active frames, dB) and speaking rate (1 / trimmed duration) against neutral, on
 the same sentences, and count the expected directions met. Intelligibility: Whisper-base (faster-whisper, an
 independent model) transcribes every clip; word error rate against the text after jiwer normalisation.
@@ -16,12 +16,16 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import jiwer
 import librosa
 import numpy as np
 from pydantic import BaseModel
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: makes `benchmarks` importable
+
+from benchmarks.common import save
 from emoomni.config import load_config
 from emoomni.eval import acoustics
 from emoomni.eval.acoustics import MIN_CHANGE, features  # noqa: F401  (re-exported for callers of this module)
@@ -101,7 +105,7 @@ def word_error_rate(clips: list[Clip]) -> float:
 
 def evaluate_talker(core: TalkerCore, mapper: InstructionCore, asr, talker: str, sentences=SENTENCES,
                     repeats: int = 1) -> dict:
-    """Clips for every instruction x sentence (features averaged over `repeats` syntheses), the direction
+    """Clips for every instruction x sentence (features: the median over `repeats` syntheses), the direction
     checks, WER, RTF and first-chunk latency."""
     core.registry.get(talker)
     clips: list[Clip] = []
@@ -115,7 +119,7 @@ def evaluate_talker(core: TalkerCore, mapper: InstructionCore, asr, talker: str,
                 synth_s.append(total)
                 audio_s.append(pcm.size / rate)
                 takes.append(features(pcm, rate))
-            pitch, loudness, seconds = (float(np.nanmean([t[i] for t in takes])) for i in range(3))
+            pitch, loudness, seconds = (float(np.nanmedian([t[i] for t in takes])) for i in range(3))
             clip = Clip(instruction=instruction_text, sentence=sentence, pitch_hz=pitch, loudness_db=loudness,
                         seconds=seconds)
             audio16k = librosa.resample(pcm.astype(np.float32) / 32768, orig_sr=rate, target_sr=16000)
@@ -140,8 +144,6 @@ def evaluate_talker(core: TalkerCore, mapper: InstructionCore, asr, talker: str,
 
 
 def main() -> int:
-    from benchmarks.common import save
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--talkers", default="piper,espeak,kokoro")
     parser.add_argument("--repeats", type=int, default=3, help="syntheses per clip (VITS voices vary per take)")

@@ -27,6 +27,7 @@ from emoomni.client import Client, TalkerClient
 from emoomni.v1 import bus_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: `benchmarks` is then not importable from its own folder
 
 
 class TurnOutcome(BaseModel):

@@ -197,6 +197,14 @@ def connect(url: str, model: str, wait_s: float):
     return grpcclient.InferenceServerClient(url)
 
 
+def served_talkers(model_config: dict) -> list[str]:
+    """The engines the talker model's `talkers` parameter names, from its config as Triton hands it to the
+    model (`args["model_config"]`) or as get_model_config(as_json=True) returns it (wrapped in "config")."""
+    config = model_config.get("config", model_config)
+    raw = config.get("parameters", {}).get("talkers", {}).get("string_value", "")
+    return [name.strip() for name in raw.split(",") if name.strip()]
+
+
 def triton_error(exc: Exception, url: str, model: str) -> Exception:
     """The exception to raise for a tritonclient error: TritonInputError (the model refused the input, the
     request is at fault) or TritonUnavailable (anything else: the server, the network, the model)."""

@@ -306,6 +306,7 @@ def test_talker_streams_chunk_by_chunk_over_grpc(triton_cfg):
 def test_bad_input_is_refused_clearly_and_triton_keeps_serving(triton, triton_cfg):
     from emoomni.services.perception.backends.triton_asr import TritonAsr
     from emoomni.services.perception.backends.triton_face import TritonFace
+    from emoomni.services.talker.registry import UnknownTalker
     from emoomni.services.talker.triton_backend import TritonTalkerCore
 
     asr = TritonAsr(triton_cfg.perception.asr, triton_cfg.triton)
@@ -316,12 +317,17 @@ def test_bad_input_is_refused_clearly_and_triton_keeps_serving(triton, triton_cf
         (lambda: asr.transcribe(np.full(16000, np.nan, dtype=np.float32), 16000), "NaN"),
         (lambda: asr.transcribe(np.zeros(8000, dtype=np.float32), 8000), "16000 Hz"),
         (lambda: face.observe([(0.0, np.zeros((8, 8, 3), dtype=np.uint8))]), "too small"),
-        (lambda: list(talker.speak("Hello.", _instruction(), "en", "nope")), "no talker plugin named 'nope'"),
+        (lambda: list(talker.speak("Hello.", _instruction(), "en", "nope")), "'nope' is not served by this model"),
+        # kokoro is installed beside this test, not in Triton: config.pbtxt's `talkers` says what Triton serves.
+        (lambda: list(talker.speak("Hello.", _instruction(), "en", "kokoro")), "'kokoro' is not served"),
         (lambda: list(talker.speak("a" * 25000, _instruction(), "en", "piper")), "over the 20000 limit"),
         (lambda: list(talker.speak("Hello.", _instruction(), "tlh", "piper")), "no installed talker speaks 'tlh'"),
     ]:
         with pytest.raises(TritonInputError, match=match):
             call()
+    assert sorted(talker.registry.available) == ["espeak", "piper"]
+    with pytest.raises(UnknownTalker, match="kokoro"):  # refused here, before Triton is asked to load it
+        talker.activate("kokoro")
 
     # Straight to the models, past the client-side checks: empty text, a corrupt instruction, garbage frames.
     server, _ = triton
@@ -465,6 +471,7 @@ def test_perception_and_talker_services_on_triton(spans, triton, english_clip, t
     assert chunks and chunks[-1].last and all(c.talker == "piper" for c in chunks)
     assert np.frombuffer(b"".join(c.pcm16 for c in chunks), dtype=np.int16).size / chunks[0].sample_rate > 1.0
     assert {t.name for t in listed.talkers if t.active} == {"piper"}
+    assert {t.name for t in listed.talkers} == {"piper", "espeak"}  # what Triton serves, not what is installed
     assert wanted <= models, sorted(models)
     with store.lock:
         services = {s["service"] for s in store.spans if s["trace_id"] == trace_id}

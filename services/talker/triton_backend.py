@@ -3,7 +3,8 @@ runs TalkerCore and the plugins) speaks, and this process only forwards. Audio s
 `ModelStreamInfer` stream per call, one response per chunk, each chunk handed on the moment it arrives.
 
 It offers TalkerCore's interface (speak, activate, warmup, registry, active), so the talker service, its bus
-worker and ListTalkers / SetActiveTalker work unchanged."""
+worker and ListTalkers / SetActiveTalker work unchanged; they offer the engines the model's config.pbtxt
+`talkers` parameter names, not every plugin installed here."""
 
 from __future__ import annotations
 
@@ -19,20 +20,31 @@ from google.protobuf import json_format
 
 from emoomni.config import StackConfig
 from emoomni.services.talker.core import Activation
-from emoomni.services.talker.registry import TalkerRegistry
+from emoomni.services.talker.registry import TalkerRegistry, UnknownTalker
 from emoomni.telemetry import headers_with_trace
-from emoomni.triton import TritonUnavailable, connect, triton_error
+from emoomni.triton import TritonUnavailable, connect, served_talkers, triton_error
 from emoomni.v1 import instruction_pb2, media_pb2
 
 _WARM_TEXT = "Hello."
 
 
 class _RemoteRegistry(TalkerRegistry):
-    """Installed plugins (for names and capabilities); "loaded" means warmed inside Triton by this process."""
+    """The engines the Triton model serves (its `talkers` parameter), with capabilities from the plugins
+    installed here; "loaded" means warmed inside Triton by this process."""
 
-    def __init__(self, options: dict[str, dict] | None = None):
+    def __init__(self, served: list[str], options: dict[str, dict] | None = None):
         super().__init__(options)
+        unknown = sorted(set(served) - set(self.available))
+        if unknown:  # capabilities come from the plugin class, so it must be installed here as well
+            raise RuntimeError(f"Triton serves talkers {unknown} that are not installed beside this service")
+        self.available = {name: cls for name, cls in self.available.items() if name in served}
         self.warmed: set[str] = set()
+
+    def plugin_class(self, name: str):
+        if name not in self.available:
+            raise UnknownTalker(f"talker {name!r} is not served by Triton here (served: "
+                                f"{', '.join(sorted(self.available))})")
+        return self.available[name]
 
     def is_loaded(self, name: str) -> bool:
         return name in self.warmed
@@ -48,9 +60,14 @@ class TritonTalkerCore:
         self.cfg = cfg
         self.url, self.model = cfg.triton.url, cfg.triton.talker_model
         self.timeout_s = max(cfg.triton.timeout_s, cfg.deadlines.talker_sentence_s)
-        self.registry = _RemoteRegistry(cfg.talker.plugins)
+        client = connect(self.url, self.model, wait_s=max(cfg.triton.timeout_s, 60.0))
+        try:
+            self.registry = _RemoteRegistry(served_talkers(client.get_model_config(self.model, as_json=True)),
+                                            cfg.talker.plugins)
+        finally:
+            client.close()
         self.active = cfg.talker.active
-        connect(self.url, self.model, wait_s=max(cfg.triton.timeout_s, 60.0)).close()
+        self.registry.plugin_class(self.active)  # talker.active must be one Triton serves
         self._clients: queue.SimpleQueue = queue.SimpleQueue()
         for _ in range(max(1, cfg.talker.concurrency)):
             self._clients.put(grpcclient.InferenceServerClient(self.url))

@@ -11,6 +11,7 @@ from google.protobuf import json_format
 
 from emoomni.config import load_config
 from emoomni.services.talker.core import TalkerCore
+from emoomni.triton import served_talkers
 from emoomni.v1 import instruction_pb2
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
@@ -38,16 +39,23 @@ def _instruction(request) -> instruction_pb2.AcousticInstruction:
 class TritonPythonModel:
     def initialize(self, args):
         self.core = TalkerCore(load_config())
+        self.served = served_talkers(json.loads(args["model_config"]))
+        missing = sorted(set(self.served) - set(self.core.registry.available))
+        if not self.served or missing or self.core.active not in self.served:
+            raise RuntimeError(f"config.pbtxt parameter 'talkers' lists {self.served} (talker.active is "
+                               f"{self.core.active!r}); not installed here: {missing or 'none'}")
         self.core.warmup()  # loads and warms talker.active; other engines load on first use
 
     def _speak(self, request) -> None:
         sender = request.get_response_sender()
         try:
             index = pb_utils.get_input_tensor_by_name(request, "SENTENCE_INDEX")
+            talker = _string(request, "TALKER")
+            if talker and talker not in self.served:
+                raise ValueError(f"talker {talker!r} is not served by this model (served: {', '.join(self.served)})")
             chunks = self.core.speak(
-                _string(request, "TEXT"), _instruction(request), _string(request, "LANGUAGE", "en") or "en",
-                _string(request, "TALKER"), int(index.as_numpy().reshape(-1)[0]) if index is not None else 0,
-                _string(request, "TURN_ID"))
+                _string(request, "TEXT"), _instruction(request), _string(request, "LANGUAGE", "en") or "en", talker,
+                int(index.as_numpy().reshape(-1)[0]) if index is not None else 0, _string(request, "TURN_ID"))
             for chunk in chunks:
                 outputs = [
                     pb_utils.Tensor("AUDIO", np.frombuffer(chunk.pcm16, dtype=np.int16)),
