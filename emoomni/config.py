@@ -113,6 +113,10 @@ class OmniConfig(_Strict):
     max_frames: int = 32
     max_side_px: int = 448
     max_audio_s: float = 30.0
+    # The clip's audio interleaved with its frames in 2 s chunks on one time axis (the Omni models' TMRoPE
+    # "audio in video", what their cards recommend for a video with sound and how the paper fine-tunes).
+    # False: the audio is a separate input after the video. A clip without frames always sends audio alone.
+    audio_in_video: bool = True
     max_new_tokens: int = 512
     # Most characters one E-CoT part may hold; the format grammar closes a part at this length.
     max_part_chars: int = 800

@@ -150,16 +150,22 @@ class OmniBackend:
                 frames.append(frames[-1])
             videos = [np.stack(frames)]
             content.append({"type": "video"})
-        content.append({"type": "audio"})
+        interleave = self.cfg.audio_in_video and videos is not None
+        if not interleave:  # interleaved audio takes the video's place in the text, not a placeholder of its own
+            content.append({"type": "audio"})
         language = perception.transcript.language or "en"
         content.append({"type": "text", "text": f"{cue_block(perception, context)}\nAnswer in the language "
                                                 f"with ISO code {language!r}."})
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         videos_kwargs = {"fps": len(videos[0]) / max(clip.duration_s, 1e-3)} if videos else {}
+        # `audio_from_video_indices=[0]`: the audio slot is video 0's sound, already decoded here.
+        interleaving = {"load_audio_from_video": True, "audio_from_video_indices": [0]} if interleave else {}
         inputs = self.processor(text=[prompt], videos=videos, audio=[clip.audio], return_tensors="pt",
-                                padding=True, videos_kwargs=videos_kwargs)
-        return inputs.to(self.device).to(self.dtype)
+                                padding=True, videos_kwargs=videos_kwargs, **interleaving)
+        inputs = inputs.to(self.device).to(self.dtype)
+        inputs["use_audio_in_video"] = interleave  # the model places the interleaved positions on one time axis
+        return inputs
 
     # -- generation ----------------------------------------------------------------------------------------
     def _generate_text(self, inputs) -> Iterator[str]:

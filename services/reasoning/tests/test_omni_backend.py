@@ -3,7 +3,8 @@
 What these tests prove: a checkpoint in the real Qwen2.5-Omni layout (config, safetensors, BPE tokenizer,
 processor and chat template files) loads through the same path a user's Qwen2.5-Omni-7B folder takes; the
 clip's frames and audio go through the model's own processor into the real thinker architecture (vision
-tower, audio tower, M-RoPE text model); constrained generation yields the four E-CoT parts, streamed and
+tower, audio tower, M-RoPE text model), by default with the sound interleaved into the video's 2 s chunks
+(or, if configured, as a separate input); constrained generation yields the four E-CoT parts, streamed and
 parsed; a peft LoRA adapter loads on top and changes the model; the memory caps refuse long clips; and a turn
 runs end to end through the gateway's gRPC API on `emoomni up`. What they do not prove: anything about answer
 quality (the weights are random, so the text is gibberish by design), or that the 7B checkpoint fits a GPU.
@@ -59,6 +60,16 @@ def backend(tiny_omni):
     return build_backend(cfg.reasoning, cfg.limits)
 
 
+def token_runs(ids: list[int], cfg) -> list[str]:
+    """The prompt's media placeholders as runs: e.g. ["V", "A", "V", "A"] for interleaved 2 s chunks."""
+    runs: list[str] = []
+    for token in ids:
+        kind = {cfg.video_token_id: "V", cfg.audio_token_id: "A"}.get(token)
+        if kind and (not runs or runs[-1] != kind):
+            runs.append(kind)
+    return runs
+
+
 def test_real_clip_goes_through_the_processor_into_every_tower(backend, english_clip):
     inputs = backend.prepare(perception(), "", str(english_clip))
     ids = inputs["input_ids"][0].tolist()
@@ -68,6 +79,30 @@ def test_real_clip_goes_through_the_processor_into_every_tower(backend, english_
     assert ids.count(cfg.video_token_id) == inputs["video_grid_thw"].prod().item() // 4
     assert ids.count(cfg.audio_token_id) > 50  # ~25 audio tokens per second of speech
     assert inputs["feature_attention_mask"].sum().item() == pytest.approx(5.1 * 100, rel=0.05)
+    # Audio in video (the default): one time axis cut into 2 s chunks, each chunk's frames then its sound. The
+    # 3 frame pairs start at 0, 1.7 and 3.4 s (chunks 0, 0, 1); the 5.1 s of sound fills chunks 0, 1 and 2.
+    assert inputs["use_audio_in_video"] is True
+    assert token_runs(ids, cfg) == ["V", "A", "V", "A"]
+    bos = ids.index(cfg.vision_start_token_id)
+    assert ids[bos + 1] == cfg.audio_start_token_id  # the layout the model's position index reads
+
+
+def test_audio_can_go_in_as_its_own_input(tiny_omni, backend, english_clip):
+    import torch
+
+    from emoomni.services.reasoning.backends.omni_backend import OmniBackend
+
+    cfg = omni_config(tiny_omni, audio_in_video=False)
+    separate = OmniBackend(cfg.reasoning, cfg.limits, loaded=(backend.model, backend.processor, backend.device,
+                                                               backend.dtype))
+    apart = separate.prepare(perception(), "", str(english_clip))
+    together = backend.prepare(perception(), "", str(english_clip))
+    cfg = backend.model.config
+    assert apart["use_audio_in_video"] is False and token_runs(apart["input_ids"][0].tolist(), cfg) == ["V", "A"]
+    # Same media, same number of placeholders, placed differently in time: the model sees a different input.
+    assert apart["input_ids"].shape == together["input_ids"].shape
+    with torch.no_grad():
+        assert not torch.allclose(backend.model(**apart).logits[0, -1], backend.model(**together).logits[0, -1])
 
 
 def test_streams_four_parts_in_causal_order(backend, english_clip):
