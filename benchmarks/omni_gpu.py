@@ -4,7 +4,8 @@ Compute cost does not depend on weight values, so the published architecture wit
 figures for our serving path without downloading 22 GB. Measured on a 5 s clip (1280x720 video + speech):
 - thinker time to first token: decoding the clip + the model's processor + prefill + one token, through the
   omni reasoning backend's own `prepare` (frames at `reasoning.omni.fps`);
-- thinker decode tokens per second (256 new tokens, free text, no grammar), and the serving path's E-CoT
+- thinker decode tokens per second between the first and the last of 256 new tokens (free text, no grammar;
+  each token timed as it leaves generate()), and the serving path's E-CoT
   generation with the xgrammar format constraint, first part's first text and whole E-CoT;
 - the Qwen2.5-Omni talker's real-time factor: codec-token generation + token2wav (DiT + BigVGAN) time over the
   seconds of audio produced. Random weights never emit the talker's end token, so the codec length is fixed
@@ -112,6 +113,8 @@ def main() -> None:
     omni.max_part_chars, omni.max_new_tokens = 200, 2048
     if args.dtype:
         omni.dtype = args.dtype
+    from transformers.generation.streamers import BaseStreamer
+
     from emoomni.services.reasoning.backends.omni_backend import resolve_device_dtype
 
     device, dtype = resolve_device_dtype(omni)
@@ -131,6 +134,22 @@ def main() -> None:
     prepare_ms, ttft_ms, decode_tps, ecot_first_ms, ecot_total_ms, ecot_tokens = [], [], [], [], [], []
     thinker_ms, talker_ms, token2wav_ms, rtf, audio_s = [], [], [], [], []
     timers: dict[str, float] = {}
+
+    class TokenClock(BaseStreamer):
+        """When each new token came out of generate() (its first put() is the prompt, not timed)."""
+
+        def __init__(self):
+            self.times: list[float] = []
+            self.prompt_seen = False
+
+        def put(self, value):
+            value.cpu()  # waits for the device, so the time is when the token exists
+            if self.prompt_seen:
+                self.times.append(time.perf_counter())
+            self.prompt_seen = True
+
+        def end(self):
+            pass
 
     def timed(name, fn):
         def wrapper(*a, **k):
@@ -153,12 +172,11 @@ def main() -> None:
             t0 = time.perf_counter()
             inputs = backend.prepare(perception, "", clip)
             t1 = time.perf_counter()
-            model.thinker.generate(**inputs, max_new_tokens=1, do_sample=False, pad_token_id=pad)
-            t2 = time.perf_counter()
-            timers.clear()
+            clock = TokenClock()
             model.thinker.generate(**inputs, max_new_tokens=args.decode_tokens, min_new_tokens=args.decode_tokens,
-                                   do_sample=False, pad_token_id=pad)
-            decode_s = timers["thinker"] - (t2 - t1)
+                                   do_sample=False, pad_token_id=pad, streamer=clock)
+            t2 = clock.times[0]  # the first new token: prefill done
+            decode_s = clock.times[-1] - clock.times[0]
             # The serving path: grammar-constrained E-CoT, streamed.
             t3 = time.perf_counter()
             first, n_chars = None, 0

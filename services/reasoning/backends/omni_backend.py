@@ -158,7 +158,9 @@ class OmniBackend:
                                                 f"with ISO code {language!r}."})
         messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
         prompt = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        videos_kwargs = {"fps": len(videos[0]) / max(clip.duration_s, 1e-3)} if videos else {}
+        # cap_pixels_per_frame: resize frames the way the models' reference preprocessing (qwen-vl-utils) does.
+        videos_kwargs = ({"fps": len(videos[0]) / max(clip.duration_s, 1e-3), "cap_pixels_per_frame": True}
+                         if videos else {})
         # `audio_from_video_indices=[0]`: the audio slot is video 0's sound, already decoded here.
         interleaving = {"load_audio_from_video": True, "audio_from_video_indices": [0]} if interleave else {}
         inputs = self.processor(text=[prompt], videos=videos, audio=[clip.audio], return_tensors="pt",
