@@ -28,11 +28,11 @@ def features(pcm: np.ndarray, sample_rate: int) -> tuple[float, float, float]:
     frame_level = 20 * np.log10(np.maximum(librosa.feature.rms(y=trimmed, frame_length=2048, hop_length=_HOP)[0],
                                            1e-9))
     n = min(f0.size, frame_level.size)
-    f0, frame_level = f0[:n], frame_level[:n]
-    keep = (frame_level > frame_level.max() - 20) & (f0 > F0_RANGE_HZ[0] * 1.02) & (f0 < F0_RANGE_HZ[1] * 0.98)
-    pitch = float(np.median(f0[keep])) if keep.any() else float("nan")
-    rms = librosa.feature.rms(y=trimmed)[0]
-    level = 20 * np.log10(np.maximum(rms, 1e-9))
+    keep = ((frame_level[:n] > frame_level.max() - 20) & (f0[:n] > F0_RANGE_HZ[0] * 1.02)
+            & (f0[:n] < F0_RANGE_HZ[1] * 0.98))
+    pitch = float(np.median(f0[:n][keep])) if keep.any() else float("nan")
+    # Loudness on librosa's default 512-sample hop: every other frame of the same centred 2048-sample frames.
+    level = frame_level[::2]
     active = level[level > level.max() - 30]
     return pitch, float(np.mean(active)), trimmed.size / sample_rate
 

@@ -38,10 +38,13 @@ class TalkerRegistry:
         self._locks: dict[str, threading.Lock] = {}
         self._loading = threading.Lock()
 
+    # How `available` is described in errors: what is installed here, or what a remote server serves.
+    available_means = "installed"
+
     def plugin_class(self, name: str) -> type[TalkerPlugin]:
         if name not in self.available:
             known = ", ".join(sorted(self.available)) or "none"
-            raise UnknownTalker(f"no talker plugin named {name!r} (installed: {known})")
+            raise UnknownTalker(f"no talker plugin named {name!r} ({self.available_means}: {known})")
         return self.available[name]
 
     def is_loaded(self, name: str) -> bool:

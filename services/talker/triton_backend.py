@@ -20,7 +20,7 @@ from google.protobuf import json_format
 
 from emoomni.config import StackConfig
 from emoomni.services.talker.core import Activation
-from emoomni.services.talker.registry import TalkerRegistry, UnknownTalker
+from emoomni.services.talker.registry import TalkerRegistry
 from emoomni.telemetry import headers_with_trace
 from emoomni.triton import TritonUnavailable, connect, served_talkers, triton_error
 from emoomni.v1 import instruction_pb2, media_pb2
@@ -32,6 +32,8 @@ class _RemoteRegistry(TalkerRegistry):
     """The engines the Triton model serves (its `talkers` parameter), with capabilities from the plugins
     installed here; "loaded" means warmed inside Triton by this process."""
 
+    available_means = "served by Triton here"
+
     def __init__(self, served: list[str], options: dict[str, dict] | None = None):
         super().__init__(options)
         unknown = sorted(set(served) - set(self.available))
@@ -39,12 +41,6 @@ class _RemoteRegistry(TalkerRegistry):
             raise RuntimeError(f"Triton serves talkers {unknown} that are not installed beside this service")
         self.available = {name: cls for name, cls in self.available.items() if name in served}
         self.warmed: set[str] = set()
-
-    def plugin_class(self, name: str):
-        if name not in self.available:
-            raise UnknownTalker(f"talker {name!r} is not served by Triton here (served: "
-                                f"{', '.join(sorted(self.available))})")
-        return self.available[name]
 
     def is_loaded(self, name: str) -> bool:
         return name in self.warmed
