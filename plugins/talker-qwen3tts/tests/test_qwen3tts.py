@@ -154,6 +154,32 @@ def test_rotary_tables_are_rebuilt_after_loading(talker):
     assert all(torch.isfinite(t).all() and float(t[0]) == 1.0 and bool((t[1:] < t[:-1]).all()) for t in tables)
 
 
+def test_each_decoding_step_reuses_the_kv_cache(talker):
+    # transformers 5.24 renamed the KV cache argument from `past_key_values` to `cache`. Had the adapter missed a
+    # place, generation would still run but each step would start from an empty cache (the model silently losing
+    # everything it had read). So: every talker step after the prompt must see the cache of all earlier tokens.
+    attention = talker.engine.model.talker.model.layers[0].self_attn
+    seen = []
+
+    def record(_module, args, kwargs):
+        cache = kwargs.get("past_key_values", kwargs.get("cache"))
+        seen.append((kwargs.get("hidden_states", args[0] if args else None).shape[1],
+                     None if cache is None else cache.get_seq_length()))
+
+    handle = attention.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        list(talker.synthesize("Hello there.", instruction_pb2.AcousticInstruction(text="Speak calmly"), "en"))
+    finally:
+        handle.remove()
+    assert len(seen) >= 3, seen
+    (prompt_len, before_prompt), *steps = seen
+    assert prompt_len > 1 and before_prompt in (None, 0)
+    cached = prompt_len
+    for new_tokens, cache_len in steps:
+        assert new_tokens == 1 and cache_len == cached, seen
+        cached += new_tokens
+
+
 def test_builds_an_instruction_from_controls_and_speaks_each_sentence(talker, checkpoint):
     _, tokenizer = checkpoint
     controls = instruction_pb2.AcousticControls(emotion="sad", intensity=0.9, rate_scale=0.8, pitch_scale=1.0,
