@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# Re-resolves every lock under requirements/ to the newest releases that pyproject.toml and requirements/*.in
-# allow, with hashes. Usage: bash scripts/lock.sh [PACKAGE ...]
-#   no argument: upgrade everything; with names: upgrade only those, keep every other pin.
+# Resolves every lock under requirements/ from pyproject.toml and requirements/*.in, with hashes.
+# Usage: bash scripts/lock.sh                       after editing a dependency: keeps every pin it can
+#        bash scripts/lock.sh --upgrade             moves everything to the newest releases the ranges allow
+#        bash scripts/lock.sh --upgrade PKG [PKG]   moves only those packages
 # Then `bash scripts/test.sh` runs the suite on what it chose; commit requirements/*.lock if it passes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap_uv.sh
 UV=(.venv-tools/bin/uv pip compile --quiet --generate-hashes --python-version 3.11 --no-strip-extras)
-if [ $# -eq 0 ]; then UP=(--upgrade); else UP=(); for p in "$@"; do UP+=(--upgrade-package "$p"); done; fi
+UP=()
+if [ "${1:-}" = "--upgrade" ]; then
+  shift
+  if [ $# -eq 0 ]; then UP=(--upgrade); else for p in "$@"; do UP+=(--upgrade-package "$p"); done; fi
+fi
 # The wheels of this platform only (x86-64 Linux, glibc >= 2.28; the Triton server's wheel needs 2.35).
 LINUX=(--python-platform x86_64-manylinux_2_28)
 # The CPU build of PyTorch: on this project's machines it lies in /opt/wheels; elsewhere PyTorch's CPU index.
