@@ -1,12 +1,16 @@
-"""Maps the top-level services/ folder to the import package ``emoomni.services``.
+"""Maps the top-level services/ and eval/ folders to the import packages ``emoomni.services`` and
+``emoomni.eval``.
 
-The folder tree shows the architecture (proto/, services/, plugins/ at the top), while Python code imports
-one namespace, ``emoomni``. pyproject.toml holds everything else.
+The folder tree shows the architecture (proto/, services/, plugins/, eval/ at the top), while Python code
+imports one namespace, ``emoomni``. pyproject.toml holds everything else.
 """
 
 from setuptools import find_packages, setup
 
-packages = ["emoomni", *(f"emoomni.{p}" for p in find_packages("emoomni"))]
-packages += ["emoomni.services", *(f"emoomni.services.{p}" for p in find_packages("services"))]
+AREAS = {"services": "services", "eval": "eval"}
 
-setup(packages=packages, package_dir={"emoomni": "emoomni", "emoomni.services": "services"})
+packages = ["emoomni", *(f"emoomni.{p}" for p in find_packages("emoomni"))]
+for name, folder in AREAS.items():
+    packages += [f"emoomni.{name}", *(f"emoomni.{name}.{p}" for p in find_packages(folder))]
+
+setup(packages=packages, package_dir={"emoomni": "emoomni", **{f"emoomni.{n}": f for n, f in AREAS.items()}})

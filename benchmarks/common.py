@@ -53,8 +53,8 @@ SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 def stack_processes(timeout_s: float = 600.0, config: dict | None = None):
     """`emoomni up` on free ports, without tracing; yields (service addresses, NATS URL) once every service
     serves, and stops the stack with Ctrl-C (SIGINT) afterwards. `config` adds stack config sections."""
-    from emoomni.natsserver import free_port
-    from emoomni.runtime import wait_until_serving
+    from emoomni.core.natsserver import free_port
+    from emoomni.core.runtime import wait_until_serving
 
     tmp = Path(tempfile.mkdtemp(prefix="emoomni-bench-"))
     addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}

@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import emoomni  # noqa: F401  (torchvision beside a CPU-only torch, see emoomni.torchvision_compat)
+import emoomni  # noqa: F401  (torchvision beside a CPU-only torch, see emoomni.core.torchvision_compat)
 from benchmarks.common import RESULTS_DIR, machine, summary
-from emoomni.config import load_config
+from emoomni.core.config import load_config
 from emoomni.services.reasoning.backends.interface import EMOTION
 from emoomni.services.reasoning.backends.omni_backend import OmniBackend
 from emoomni.v1 import perception_pb2

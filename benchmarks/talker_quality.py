@@ -26,7 +26,7 @@ from pydantic import BaseModel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: makes `benchmarks` importable
 
 from benchmarks.common import save
-from emoomni.config import load_config
+from emoomni.core.config import load_config
 from emoomni.eval import acoustics
 from emoomni.eval.acoustics import MIN_CHANGE, features  # noqa: F401  (re-exported for callers of this module)
 from emoomni.eval.objective import WORD_TRANSFORM, load_asr

@@ -22,8 +22,8 @@ import nats
 import yaml
 from pydantic import BaseModel
 
-from emoomni.bus import TALKER_CONTROL, TALKER_STATUS
-from emoomni.client import Client, TalkerClient
+from emoomni.core.bus import TALKER_CONTROL, TALKER_STATUS
+from emoomni.sdk.client import Client, TalkerClient
 from emoomni.v1 import bus_pb2
 
 ROOT = Path(__file__).resolve().parent.parent

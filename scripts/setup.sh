@@ -37,7 +37,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   "${PIP[@]}" install --no-deps "qwen-tts==0.1.1"
   "${PIP[@]}" install "einops==0.8.2" "sox==1.5.0"
   # Omni thinker backend. torchvision: the Qwen-Omni video processor's transforms; no CPU build is on PyPI,
-  # so the CUDA-linked wheel goes in beside the CPU torch (emoomni.torchvision_compat makes it importable).
+  # so the CUDA-linked wheel goes in beside the CPU torch (emoomni.core.torchvision_compat makes it importable).
   # xgrammar: the E-CoT format constraint; without deps, as its `triton` requirement is for GPU kernels only.
   "${PIP[@]}" install --no-deps "torchvision==0.28.0" "xgrammar==0.2.8" "apache-tvm-ffi==0.1.15.post2"
   echo "$want" > "$stamp"

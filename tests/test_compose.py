@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from emoomni.runtime import SERVICES
+from emoomni.core.runtime import SERVICES
 
 COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
 

@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 
 from conftest import ENGLISH_CLIP, MANDARIN_CLIPS
-from emoomni.config import load_config
-from emoomni.result import TurnResult
-from emoomni.runtime import EmbeddedAgent
+from emoomni.core.config import load_config
+from emoomni.sdk.result import TurnResult
+from emoomni.core.runtime import EmbeddedAgent
 from emoomni.services.gateway.core import TurnFailed
 from emoomni.v1 import agent_pb2, media_pb2
 

@@ -26,9 +26,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from benchmarks.talker_swap import run_swap_load
 from conftest import BAD_MEDIA_REASONS, MANDARIN_CLIPS
-from emoomni.client import Client, TalkerClient
-from emoomni.natsserver import free_port
-from emoomni.runtime import wait_until_serving
+from emoomni.sdk.client import Client, TalkerClient
+from emoomni.core.natsserver import free_port
+from emoomni.core.runtime import wait_until_serving
 
 SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 

@@ -5,7 +5,7 @@ benchmarks/talker_quality.py (three sentences instead of five, 3 takes per clip)
 import pytest
 
 from benchmarks.talker_quality import SENTENCES, evaluate_talker, load_asr
-from emoomni.config import load_config
+from emoomni.core.config import load_config
 from emoomni.services.instruction.core import InstructionCore
 from emoomni.services.talker.core import TalkerCore
 

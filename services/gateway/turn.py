@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from emoomni.bus import Kind
+from emoomni.core.bus import Kind
 from emoomni.v1 import agent_pb2, bus_pb2, instruction_pb2, media_pb2, reasoning_pb2
 
 STAGES = ("perception", "reasoning", "instruction", "talker")

@@ -15,10 +15,10 @@ from collections.abc import Iterator
 import numpy as np
 from pydantic import BaseModel
 
-from emoomni.config import StackConfig
-from emoomni.services.talker.plugin import TalkerPlugin
+from emoomni.core.config import StackConfig
+from emoomni.sdk.talker import TalkerPlugin
 from emoomni.services.talker.registry import TalkerRegistry
-from emoomni.text import speech_chunks
+from emoomni.core.text import speech_chunks
 from emoomni.v1 import instruction_pb2, media_pb2
 
 # Audio leaves as the engine makes it (Piper: one piece per sentence). Splitting a piece that already exists

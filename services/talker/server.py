@@ -11,9 +11,9 @@ import socket
 
 import grpc
 
-from emoomni.aio import iterate_in_thread
-from emoomni.bus import TALKER_CONTROL, TALKER_STATUS, Bus, Kind
-from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
+from emoomni.core.aio import iterate_in_thread
+from emoomni.core.bus import TALKER_CONTROL, TALKER_STATUS, Bus, Kind
+from emoomni.core.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
 from emoomni.services.talker.core import Activation, TalkerCore
 from emoomni.services.talker.registry import UnknownTalker
 from emoomni.v1 import agent_pb2, bus_pb2, talker_pb2, talker_pb2_grpc

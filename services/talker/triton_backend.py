@@ -18,11 +18,11 @@ from collections.abc import Iterator
 import numpy as np
 from google.protobuf import json_format
 
-from emoomni.config import StackConfig
+from emoomni.core.config import StackConfig
 from emoomni.services.talker.core import Activation
 from emoomni.services.talker.registry import TalkerRegistry
-from emoomni.telemetry import headers_with_trace
-from emoomni.triton import TritonUnavailable, connect, served_talkers, triton_error
+from emoomni.core.telemetry import headers_with_trace
+from emoomni.core.triton import TritonUnavailable, connect, served_talkers, triton_error
 from emoomni.v1 import instruction_pb2, media_pb2
 
 _WARM_TEXT = "Hello."

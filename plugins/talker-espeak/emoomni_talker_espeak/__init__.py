@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
+from emoomni.sdk.talker import SpokenAudio, TalkerCapabilities, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 from emoomni_talker_espeak import _binding
 

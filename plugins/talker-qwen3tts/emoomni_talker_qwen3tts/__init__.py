@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from emoomni.services.talker.plugin import CONTROL_NAMES, SpokenAudio, TalkerCapabilities, TalkerPlugin
+from emoomni.sdk.talker import CONTROL_NAMES, SpokenAudio, TalkerCapabilities, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 
 from .compat import QWEN_TTS_VERSION, import_qwen_tts, installed_qwen_tts_version, restore_rotary_tables

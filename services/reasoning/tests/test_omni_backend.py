@@ -18,8 +18,8 @@ import sys
 
 import pytest
 
-from emoomni.config import load_config
-from emoomni.media import MediaError
+from emoomni.core.config import load_config
+from emoomni.core.media import MediaError
 from emoomni.services.reasoning.backends import build_backend
 from emoomni.services.reasoning.backends.interface import EMOTION, INTENT, RESPONSE, STRATEGY, Piece
 from emoomni.services.reasoning.backends.omni_backend import parse_tagged_parts
@@ -198,7 +198,7 @@ def test_turn_through_the_public_grpc_api_with_the_omni_backend(tiny_omni, engli
     """`emoomni up` (every service its own process) with `reasoning.backend: omni`; a client sends the clip's
     bytes to the gateway's Agent.Converse, so the clip reaches the omni thinker through the bus."""
     from benchmarks.common import stack_processes
-    from emoomni.client import Client
+    from emoomni.sdk.client import Client
 
     reasoning = omni_config(tiny_omni).model_dump(mode="json")["reasoning"]
     with stack_processes(config={"reasoning": reasoning}) as (addrs, _), Client(addrs["gateway"]) as client:

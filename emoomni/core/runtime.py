@@ -15,11 +15,11 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
-from emoomni.bus import Bus
-from emoomni.config import StackConfig
-from emoomni.natsserver import NatsServer
-from emoomni.service import StageService, grpc_server, set_serving
-from emoomni.telemetry import shutdown_tracing
+from emoomni.core.bus import Bus
+from emoomni.core.config import StackConfig
+from emoomni.core.natsserver import NatsServer
+from emoomni.core.service import StageService, grpc_server, set_serving
+from emoomni.core.telemetry import shutdown_tracing
 
 log = logging.getLogger(__name__)
 

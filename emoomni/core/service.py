@@ -20,11 +20,11 @@ from grpc_reflection.v1alpha import reflection
 from nats.aio.msg import Msg
 from opentelemetry import trace
 
-from emoomni import bus as busmod
-from emoomni.bus import Bus, Kind, span_from_msg, subject
-from emoomni.config import StackConfig
-from emoomni.media import MediaError
-from emoomni.telemetry import tracer_for
+from emoomni.core import bus as busmod
+from emoomni.core.bus import Bus, Kind, span_from_msg, subject
+from emoomni.core.config import StackConfig
+from emoomni.core.media import MediaError
+from emoomni.core.telemetry import tracer_for
 from emoomni.v1 import agent_pb2, media_pb2
 
 log = logging.getLogger(__name__)

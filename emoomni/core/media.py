@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from emoomni.config import LimitsConfig
+from emoomni.core.config import LimitsConfig
 
 
 class MediaError(ValueError):

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import grpc
 
-from emoomni.result import TurnResult
-from emoomni.service import MAX_GRPC_MESSAGE
-from emoomni.telemetry import headers_with_trace
+from emoomni.sdk.result import TurnResult
+from emoomni.core.service import MAX_GRPC_MESSAGE
+from emoomni.core.telemetry import headers_with_trace
 from emoomni.v1 import agent_pb2, agent_pb2_grpc, instruction_pb2, media_pb2, talker_pb2, talker_pb2_grpc
 
 UPLOAD_CHUNK = 256 * 1024

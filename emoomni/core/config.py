@@ -13,7 +13,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "stack.yaml"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parents[2] / "config" / "stack.yaml"
 
 
 class _Strict(BaseModel):

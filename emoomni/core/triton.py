@@ -7,7 +7,7 @@ rewrite our model repository. It needs a backend folder with the Python-backend 
 version, the libraries of nvidia_pytriton.libs and the interpreter's own libpython on LD_LIBRARY_PATH (else the
 stub picks up the system libpython), and the venv's bin/ first on PATH so the stub's Python finds the venv.
 
-    python -m emoomni.triton [--grpc-port 8001] [--otlp-http http://127.0.0.1:4318/v1/traces]
+    python -m emoomni.core.triton [--grpc-port 8001] [--otlp-http http://127.0.0.1:4318/v1/traces]
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = ROOT / "deploy" / "triton" / "model_repository"
 MODELS = ("asr_whisper", "face_expression", "talker")
 
@@ -216,7 +216,7 @@ def triton_error(exc: Exception, url: str, model: str) -> Exception:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m emoomni.triton",
+    parser = argparse.ArgumentParser(prog="python -m emoomni.core.triton",
                                      description="Run tritonserver from .venv-triton with EmoOmni's models.")
     parser.add_argument("--grpc-port", type=int, default=8001)
     parser.add_argument("--host", default="127.0.0.1")

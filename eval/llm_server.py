@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from emoomni.natsserver import free_port
+from emoomni.core.natsserver import free_port
 
 
 @contextlib.contextmanager

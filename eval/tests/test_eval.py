@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from emoomni.config import load_config
+from emoomni.core.config import load_config
 from emoomni.eval.judges import (
     JUDGE_METRICS,
     JudgeSpecError,
@@ -202,7 +202,7 @@ def test_transformers_judge_on_packaged_smollm2(plain_run):
 
 
 def test_cli_errors_and_compare(plain_run, manifest, tmp_path, capsys):
-    from emoomni.cli import main
+    from emoomni.apps.cli import main
 
     assert main(["eval", "--manifest", str(manifest), "--out", str(tmp_path), "--judge", "gemini:pro"]) == 2
     assert "unknown judge spec 'gemini:pro'" in capsys.readouterr().err

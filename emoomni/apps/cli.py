@@ -64,17 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from emoomni.config import load_config
+    from emoomni.core.config import load_config
 
     cfg = load_config(args.config)
     if args.command == "chat":
         return _chat(args, cfg)
     if args.command in ("speak", "talkers"):
-        from emoomni import speech_cli
+        from emoomni.apps import speech as speech_cli
 
         return speech_cli.speak(args, cfg) if args.command == "speak" else speech_cli.talkers(args, cfg)
     if args.command == "up":
-        from emoomni.runtime import run_stack
+        from emoomni.core.runtime import run_stack
 
         return run_stack(cfg, args.config)
     if args.command == "eval":
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_eval(args, cfg)
     if args.command == "serve":
-        from emoomni.runtime import serve_forever
+        from emoomni.core.runtime import serve_forever
 
         run_async(serve_forever(args.service, cfg))
         return 0
@@ -109,7 +109,7 @@ def _chat(args, cfg) -> int:
     if not clip.is_file():
         return fail(f"no such file: {clip}")
     if not args.remote:
-        from emoomni.media import MediaError, probe, read_source
+        from emoomni.core.media import MediaError, probe, read_source
 
         try:  # fail in a second on what can be seen without models, rather than after loading them
             probe(read_source(str(clip), None, cfg.limits), cfg.limits)
@@ -137,7 +137,7 @@ def _chat(args, cfg) -> int:
 def _chat_remote(args, clip: Path):
     import grpc
 
-    from emoomni.client import Client
+    from emoomni.sdk.client import Client
 
     try:
         with Client(args.remote) as client:
@@ -151,11 +151,11 @@ def _chat_remote(args, clip: Path):
 
 
 async def _chat_embedded(args, cfg, clip: Path):
-    from emoomni.media import MediaError
-    from emoomni.result import TurnResult
-    from emoomni.runtime import EmbeddedAgent
+    from emoomni.core.media import MediaError
+    from emoomni.sdk.result import TurnResult
+    from emoomni.core.runtime import EmbeddedAgent
     from emoomni.services.gateway.core import TurnFailed
-    from emoomni.telemetry import shutdown_tracing
+    from emoomni.core.telemetry import shutdown_tracing
     from emoomni.v1 import agent_pb2, media_pb2
 
     request = agent_pb2.ConverseRequest(context=args.context, talker=args.talker,

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
 
 
 def run(args, cfg) -> int:
-    from emoomni.cli import fail
+    from emoomni.apps.cli import fail
 
     action = args.action
     if action and action[0] == "compare":
@@ -80,7 +80,7 @@ def run(args, cfg) -> int:
 
 
 def _manifest(args) -> int:
-    from emoomni.cli import fail
+    from emoomni.apps.cli import fail
     from emoomni.eval.manifest import ch_sims_v2, meld_test, write_manifest
 
     if bool(args.meld) == bool(args.ch_sims) or not args.out:

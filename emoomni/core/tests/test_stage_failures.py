@@ -9,10 +9,10 @@ import asyncio
 
 import grpc
 
-from emoomni.bus import Bus, Kind, deadline_in, subject
-from emoomni.config import load_config
-from emoomni.natsserver import NatsServer
-from emoomni.service import StageService, run_with_deadline
+from emoomni.core.bus import Bus, Kind, deadline_in, subject
+from emoomni.core.config import load_config
+from emoomni.core.natsserver import NatsServer
+from emoomni.core.service import StageService, run_with_deadline
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
 
 

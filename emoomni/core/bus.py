@@ -22,7 +22,7 @@ from nats.errors import NoRespondersError
 from nats.js.api import ObjectStoreConfig
 from opentelemetry import trace
 
-from emoomni.telemetry import context_from, headers_with_trace
+from emoomni.core.telemetry import context_from, headers_with_trace
 
 log = logging.getLogger(__name__)
 

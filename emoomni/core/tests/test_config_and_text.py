@@ -3,9 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from emoomni.bus import subject, turn_id_of, valid_turn_id, work_subject
-from emoomni.config import DEFAULT_CONFIG_PATH, load_config
-from emoomni.text import SentenceSplitter
+from emoomni.core.bus import subject, turn_id_of, valid_turn_id, work_subject
+from emoomni.core.config import DEFAULT_CONFIG_PATH, load_config
+from emoomni.core.text import SentenceSplitter
 
 
 def test_default_config_file_loads_and_names_every_stage():
@@ -61,7 +61,7 @@ def test_sentence_splitter_handles_chinese_punctuation():
 
 
 def test_spoken_language_follows_the_reply_text_not_only_what_was_heard():
-    from emoomni.text import spoken_language
+    from emoomni.core.text import spoken_language
 
     assert spoken_language("I hear you, that sounds hard.", "zh") == "en"  # English model answering Mandarin
     assert spoken_language("我明白你的感受。", "zh") == "zh"

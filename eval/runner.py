@@ -73,7 +73,7 @@ def run_items(items: list[ManifestItem], base: Path, out: Path, cfg, remote: str
         if remote:
             asyncio.run(_run_remote(todo, base, out, remote, concurrency, talker, outcome, bar))
         else:
-            from emoomni.cli import run_async
+            from emoomni.apps.cli import run_async
 
             run_async(_run_embedded(todo, base, out, cfg, concurrency, talker, outcome, bar))
     finally:
@@ -82,9 +82,9 @@ def run_items(items: list[ManifestItem], base: Path, out: Path, cfg, remote: str
 
 
 async def _run_embedded(todo, base, out, cfg, concurrency, talker, outcome, bar) -> None:
-    from emoomni.media import MediaError
-    from emoomni.result import TurnResult
-    from emoomni.runtime import EmbeddedAgent
+    from emoomni.core.media import MediaError
+    from emoomni.sdk.result import TurnResult
+    from emoomni.core.runtime import EmbeddedAgent
     from emoomni.services.gateway.core import TurnFailed
     from emoomni.v1 import agent_pb2, media_pb2
 
@@ -116,7 +116,7 @@ async def _run_embedded(todo, base, out, cfg, concurrency, talker, outcome, bar)
 async def _run_remote(todo, base, out, remote, concurrency, talker, outcome, bar) -> None:
     import grpc
 
-    from emoomni.client import Client
+    from emoomni.sdk.client import Client
 
     gate = asyncio.Semaphore(max(1, concurrency))
 

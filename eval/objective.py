@@ -16,7 +16,7 @@ import soundfile as sf
 from pydantic import BaseModel
 
 from emoomni.eval import acoustics
-from emoomni.text import spoken_language
+from emoomni.core.text import spoken_language
 
 OBJECTIVE_VERSION = 1
 NEUTRAL_TEXT = "Speak in your normal voice."

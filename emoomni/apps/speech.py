@@ -8,8 +8,8 @@ import time
 import grpc
 import numpy as np
 
-from emoomni.cli import fail
-from emoomni.config import StackConfig
+from emoomni.apps.cli import fail
+from emoomni.core.config import StackConfig
 from emoomni.v1 import instruction_pb2, talker_pb2
 
 
@@ -66,7 +66,7 @@ def speak(args, cfg: StackConfig) -> int:
 
 def _speak_chunks(args, cfg, instruction):
     if args.remote:
-        from emoomni.client import TalkerClient
+        from emoomni.sdk.client import TalkerClient
 
         with TalkerClient(args.remote) as client:
             yield from client.speak(args.text, instruction, args.language, args.talker)
@@ -102,7 +102,7 @@ def talkers(args, cfg: StackConfig) -> int:
 
 
 def _talkers_remote(args) -> talker_pb2.ListTalkersResponse:
-    from emoomni.client import TalkerClient
+    from emoomni.sdk.client import TalkerClient
 
     with TalkerClient(args.remote) as client:
         if args.set:
