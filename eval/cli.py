@@ -6,10 +6,22 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from emoomni.sdk.commands import Command, fail
 
-def add_parser(sub) -> None:
-    ev = sub.add_parser("eval", help="EmoOmniEval: score the agent on a manifest; `eval compare A B`; "
-                        "`eval manifest --meld|--ch-sims ROOT`", description="See docs/eval.md.")
+
+class EvalCommand(Command):
+    name = "eval"
+    help = "EmoOmniEval: score the agent on a manifest; `eval compare A B`; `eval manifest --meld|--ch-sims ROOT`"
+    description = "See docs/eval.md."
+
+    def add_arguments(self, parser) -> None:
+        add_arguments(parser)
+
+    def run(self, args, cfg) -> int:
+        return run(args, cfg)
+
+
+def add_arguments(ev) -> None:
     ev.add_argument("action", nargs="*", metavar="compare A B | manifest",
                     help="nothing: run and score; `compare RUN_A RUN_B`; `manifest` with --meld or --ch-sims")
     ev.add_argument("--manifest", help="JSONL manifest: {id, video, context?, reference_response?, language?}")
@@ -27,8 +39,6 @@ def add_parser(sub) -> None:
 
 
 def run(args, cfg) -> int:
-    from emoomni.apps.cli import fail
-
     action = args.action
     if action and action[0] == "compare":
         if len(action) != 3:
@@ -80,7 +90,6 @@ def run(args, cfg) -> int:
 
 
 def _manifest(args) -> int:
-    from emoomni.apps.cli import fail
     from emoomni.eval.manifest import ch_sims_v2, meld_test, write_manifest
 
     if bool(args.meld) == bool(args.ch_sims) or not args.out:

@@ -15,8 +15,8 @@ import numpy as np
 import soundfile as sf
 from pydantic import BaseModel
 
-from emoomni.eval import acoustics
 from emoomni.core.text import spoken_language
+from emoomni.eval import acoustics
 
 OBJECTIVE_VERSION = 1
 NEUTRAL_TEXT = "Speak in your normal voice."

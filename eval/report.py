@@ -13,11 +13,11 @@ import numpy as np
 from pydantic import BaseModel, Field
 from scipy import stats
 
+from emoomni.core.registry import STAGES
 from emoomni.eval.judges import JUDGE_METRICS, Judgment
 
 OBJECTIVE_METRICS = ("WER", "CER", "acoustic_following", "UTMOS", "first_audio_ms", "latency")
 LOWER_IS_BETTER = {"WER", "CER", "first_audio_ms", "latency"}
-STAGES = ("perception", "reasoning", "instruction", "talker")
 CI_METHOD = "two-sided 95% Student-t interval of the mean (scipy.stats.t), n >= 2"
 
 

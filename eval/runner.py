@@ -73,7 +73,7 @@ def run_items(items: list[ManifestItem], base: Path, out: Path, cfg, remote: str
         if remote:
             asyncio.run(_run_remote(todo, base, out, remote, concurrency, talker, outcome, bar))
         else:
-            from emoomni.apps.cli import run_async
+            from emoomni.core.aio import run_async
 
             run_async(_run_embedded(todo, base, out, cfg, concurrency, talker, outcome, bar))
     finally:
@@ -83,8 +83,8 @@ def run_items(items: list[ManifestItem], base: Path, out: Path, cfg, remote: str
 
 async def _run_embedded(todo, base, out, cfg, concurrency, talker, outcome, bar) -> None:
     from emoomni.core.media import MediaError
-    from emoomni.sdk.result import TurnResult
     from emoomni.core.runtime import EmbeddedAgent
+    from emoomni.sdk.result import TurnResult
     from emoomni.services.gateway.core import TurnFailed
     from emoomni.v1 import agent_pb2, media_pb2
 

@@ -7,7 +7,8 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 VPY=.venv/bin/python
 PIP=(.venv/bin/python -m pip -q --disable-pip-version-check)
-extras=""; [ "${1:-}" = "--dev" ] && extras="[dev]"
+# The stack's extras (the bare package is the Python client only, see pyproject.toml); --dev adds the test tools.
+extras="[server,omni,triton,eval]"; [ "${1:-}" = "--dev" ] && extras="[server,omni,triton,eval,dev]"
 LLAMA_VERSION=0.3.36
 WHEELS=${EMOOMNI_WHEELS:-$HOME/.cache/emoomni/wheels}
 stamp=.venv/.emoomni-installed$extras

@@ -12,8 +12,8 @@ import soundfile as sf
 
 from conftest import ENGLISH_CLIP, MANDARIN_CLIPS
 from emoomni.core.config import load_config
-from emoomni.sdk.result import TurnResult
 from emoomni.core.runtime import EmbeddedAgent
+from emoomni.sdk.result import TurnResult
 from emoomni.services.gateway.core import TurnFailed
 from emoomni.v1 import agent_pb2, media_pb2
 

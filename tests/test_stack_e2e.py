@@ -26,9 +26,9 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from benchmarks.talker_swap import run_swap_load
 from conftest import BAD_MEDIA_REASONS, MANDARIN_CLIPS
-from emoomni.sdk.client import Client, TalkerClient
 from emoomni.core.natsserver import free_port
 from emoomni.core.runtime import wait_until_serving
+from emoomni.sdk.client import Client, TalkerClient
 
 SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 
@@ -270,3 +270,33 @@ def test_ctrl_c_stops_the_whole_stack(stack):
         with grpc.insecure_channel(addr) as channel, pytest.raises(grpc.FutureTimeoutError):
             grpc.channel_ready_future(channel).result(timeout=1)
     assert "stopping" in Path(stack["log"]).read_text()
+
+
+CLIENT_ONLY_TURN = """
+import importlib.util, json, sys
+from emoomni import Client
+heavy = [m for m in ("nats", "numpy", "pydantic", "opentelemetry", "transformers", "torch", "yaml")
+         if importlib.util.find_spec(m) is not None]
+with Client(sys.argv[1]) as client:
+    kinds = [event.WhichOneof("event") for event in client.converse(sys.argv[2])]
+print(json.dumps({"heavy": heavy, "kinds": kinds}))
+"""
+
+
+@pytest.mark.slow
+def test_a_client_only_install_runs_a_turn(stack, english_clip, tmp_path):
+    """`pip install ".[client]"` into a fresh venv gets grpcio, protobuf and the generated stubs, and nothing
+    of the server; from there a robot's three lines run a turn against the stack started above."""
+    venv = tmp_path / "client-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    root = Path(__file__).resolve().parents[1]
+    pip = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{root}[client]"],
+                         capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    run = subprocess.run([python, "-c", CLIENT_ONLY_TURN, stack["gateway"], str(english_clip)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert result["heavy"] == [], result["heavy"]
+    assert result["kinds"][0] == "perception" and result["kinds"][-1] == "done" and "audio" in result["kinds"]

@@ -483,8 +483,8 @@ def test_whole_turn_with_every_triton_stage(triton_cfg, english_clip):
     and talker on Triton: the talker's bus worker streams each reply sentence from the decoupled model."""
     import asyncio
 
-    from emoomni.sdk.result import TurnResult
     from emoomni.core.runtime import EmbeddedAgent
+    from emoomni.sdk.result import TurnResult
     from emoomni.v1 import agent_pb2, media_pb2
 
     async def one_turn() -> TurnResult:

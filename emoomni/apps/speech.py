@@ -8,8 +8,8 @@ import time
 import grpc
 import numpy as np
 
-from emoomni.apps.cli import fail
 from emoomni.core.config import StackConfig
+from emoomni.sdk.commands import Command, fail
 from emoomni.v1 import instruction_pb2, talker_pb2
 
 
@@ -112,7 +112,35 @@ def _talkers_remote(args) -> talker_pb2.ListTalkersResponse:
 
 
 def _talkers_local(cfg: StackConfig):
-    from emoomni.services.talker.core import TalkerCore
-    from emoomni.services.talker.server import list_talkers
+    from emoomni.services.talker.core import TalkerCore, list_talkers
 
     return list_talkers(TalkerCore(cfg))
+
+
+class SpeakCommand(Command):
+    name = "speak"
+    help = "speak text the way an instruction asks, into a WAV file"
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--text", required=True)
+        parser.add_argument("--instruction", default="", help='e.g. "speak in a soft, encouraging whisper"')
+        parser.add_argument("--out", required=True, help="WAV file to write")
+        parser.add_argument("--talker", default="", help="engine (default: the active one; see `emoomni talkers`)")
+        parser.add_argument("--language", default="en")
+        parser.add_argument("--remote", metavar="HOST:PORT", help="a running talker service (`emoomni up`: :50064); "
+                            "the instruction is then mapped by the stack's instruction service")
+
+    def run(self, args, cfg: StackConfig) -> int:
+        return speak(args, cfg)
+
+
+class TalkersCommand(Command):
+    name = "talkers"
+    help = "list talker plugins, their capabilities and the active one"
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--remote", metavar="HOST:PORT", help="a running talker service")
+        parser.add_argument("--set", metavar="NAME", help="with --remote: load, warm and switch to this engine")
+
+    def run(self, args, cfg: StackConfig) -> int:
+        return talkers(args, cfg)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import signal
@@ -18,25 +17,11 @@ from collections.abc import AsyncIterator
 from emoomni.core.bus import Bus
 from emoomni.core.config import StackConfig
 from emoomni.core.natsserver import NatsServer
+from emoomni.core.registry import service_class, service_names
 from emoomni.core.service import StageService, grpc_server, set_serving
 from emoomni.core.telemetry import shutdown_tracing
 
 log = logging.getLogger(__name__)
-
-SERVICES = {
-    "perception": "emoomni.services.perception.server:PerceptionService",
-    "reasoning": "emoomni.services.reasoning.server:ReasoningService",
-    "instruction": "emoomni.services.instruction.server:InstructionService",
-    "talker": "emoomni.services.talker.server:TalkerService",
-    "gateway": "emoomni.services.gateway.server:GatewayService",
-}
-STAGE_ORDER = ("perception", "reasoning", "instruction", "talker")
-
-
-def service_class(name: str) -> type[StageService]:
-    module, _, cls = SERVICES[name].partition(":")
-    return getattr(importlib.import_module(module), cls)
-
 
 async def start_service(name: str, cfg: StackConfig, nats_url: str, grpc_addr: str | None,
                         service: StageService | None = None):
@@ -84,7 +69,7 @@ class EmbeddedAgent:
     async def __aenter__(self) -> EmbeddedAgent:
         self.nats.start()
         try:
-            names = (*STAGE_ORDER, "gateway")
+            names = service_names()
             services = [service_class(name)(self.cfg) for name in names]
             # Model loading is mostly native code: loading the stages side by side saves start-up time. A stage
             # that asks to load alone goes first (transformers' lazy imports are not safe across threads).
@@ -97,7 +82,7 @@ class EmbeddedAgent:
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
-        self.core = self._parts[-1][0].core
+        self.core = dict(zip(names, (part[0] for part in self._parts), strict=True))["gateway"].core
         return self
 
     async def __aexit__(self, *exc) -> None:
@@ -126,7 +111,7 @@ def run_stack(cfg: StackConfig, config_path: str | None, ready_timeout_s: float 
         env["EMOOMNI_CONFIG"] = str(config_path)
     procs: dict[str, subprocess.Popen] = {}
     try:
-        for name in (*STAGE_ORDER, "gateway"):
+        for name in service_names():
             procs[name] = subprocess.Popen([sys.executable, "-m", "emoomni", "serve", name], env=env,
                                            start_new_session=True)
         if not wait_until_serving({n: getattr(cfg.services, n) for n in procs}, procs, ready_timeout_s):

@@ -23,13 +23,12 @@ from opentelemetry import trace
 from emoomni.core import bus as busmod
 from emoomni.core.bus import Bus, Kind, span_from_msg, subject
 from emoomni.core.config import StackConfig
+from emoomni.core.limits import MAX_GRPC_MESSAGE
 from emoomni.core.media import MediaError
 from emoomni.core.telemetry import tracer_for
 from emoomni.v1 import agent_pb2, media_pb2
 
 log = logging.getLogger(__name__)
-
-MAX_GRPC_MESSAGE = 80 * 1024 * 1024  # a clip up to the 64 MB limit plus framing
 
 
 class StageTimeout(Exception):

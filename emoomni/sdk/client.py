@@ -13,12 +13,20 @@ from pathlib import Path
 
 import grpc
 
+from emoomni.core.limits import MAX_GRPC_MESSAGE
 from emoomni.sdk.result import TurnResult
-from emoomni.core.service import MAX_GRPC_MESSAGE
-from emoomni.core.telemetry import headers_with_trace
 from emoomni.v1 import agent_pb2, agent_pb2_grpc, instruction_pb2, media_pb2, talker_pb2, talker_pb2_grpc
 
 UPLOAD_CHUNK = 256 * 1024
+
+
+def _trace_metadata() -> list[tuple[str, str]]:
+    """The caller's trace context as gRPC metadata; none in a client-only install (no OpenTelemetry there)."""
+    try:
+        from emoomni.core.telemetry import headers_with_trace
+    except ImportError:
+        return []
+    return list(headers_with_trace().items())
 
 
 class _Channel:
@@ -63,13 +71,13 @@ class Client(_Channel):
                 piece = media_pb2.MediaChunk(data=data[offset:offset + UPLOAD_CHUNK])
                 yield agent_pb2.ConverseUploadMessage(chunk=piece)
 
-        metadata = list(headers_with_trace().items())
+        metadata = _trace_metadata()
         yield from self.stub.ConverseUpload(upload(), timeout=self.timeout_s, metadata=metadata)
 
     def converse_path(self, server_path: str, context: str = "") -> Iterator[agent_pb2.TurnEvent]:
         """Stream a turn for a file the server itself can read (no upload)."""
         request = agent_pb2.ConverseRequest(context=context, media=media_pb2.MediaInput(path=server_path))
-        yield from self.stub.Converse(request, timeout=self.timeout_s, metadata=list(headers_with_trace().items()))
+        yield from self.stub.Converse(request, timeout=self.timeout_s, metadata=_trace_metadata())
 
     def run_turn(self, clip: str | Path | bytes, context: str = "", talker: str = "") -> TurnResult:
         """Run a turn to the end and collect it. Raises grpc.RpcError with the server's status on failure."""
@@ -89,7 +97,7 @@ class TalkerClient(_Channel):
     def speak(self, text: str, instruction: instruction_pb2.AcousticInstruction | None = None,
               language: str = "en", talker: str = "") -> Iterator[media_pb2.AudioChunk]:
         request = talker_pb2.SpeakRequest(text=text, instruction=instruction, language=language, talker=talker)
-        yield from self.stub.Speak(request, timeout=self.timeout_s, metadata=list(headers_with_trace().items()))
+        yield from self.stub.Speak(request, timeout=self.timeout_s, metadata=_trace_metadata())
 
     def talkers(self) -> talker_pb2.ListTalkersResponse:
         return self.stub.ListTalkers(talker_pb2.ListTalkersRequest(), timeout=self.timeout_s)

@@ -1,4 +1,7 @@
-"""Collects a turn's event stream into one result (used by the CLI, the Python client and benchmarks)."""
+"""Collects a turn's event stream into one result (used by the CLI, the Python client and benchmarks).
+
+Only protobuf at import: a client-only install (`emoomni[client]`) collects turns; numpy and soundfile are
+needed only for `audio` and `write`."""
 
 from __future__ import annotations
 
@@ -6,12 +9,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import soundfile as sf
 from google.protobuf.json_format import MessageToDict
 
 from emoomni.v1 import agent_pb2, perception_pb2
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -53,7 +58,13 @@ class TurnResult:
 
     @property
     def audio(self) -> np.ndarray:
+        import numpy as np
+
         return np.frombuffer(b"".join(self.audio_parts), dtype=np.int16)
+
+    @property
+    def audio_samples(self) -> int:
+        return sum(len(part) for part in self.audio_parts) // 2
 
     def to_json(self) -> dict:
         assert self.done is not None, "the turn is not complete"
@@ -74,7 +85,8 @@ class TurnResult:
                            "instruction": round(timings.instruction_ms, 1), "talker": round(timings.talker_ms, 1),
                            "first_audio": round(timings.first_audio_ms, 1), "total": round(timings.total_ms, 1),
                            "framework_overhead": round(timings.framework_overhead_ms, 1)},
-            "audio": {"sample_rate": self.sample_rate, "seconds": round(self.audio.size / max(self.sample_rate, 1), 2),
+            "audio": {"sample_rate": self.sample_rate,
+                      "seconds": round(self.audio_samples / max(self.sample_rate, 1), 2),
                       "talker": ", ".join(sorted(self.talkers)), "warnings": self.talker_warnings},
         }
 
@@ -83,6 +95,8 @@ class TurnResult:
         out.mkdir(parents=True, exist_ok=True)
         turn_path, wav_path = out / "turn.json", out / "reply.wav"
         turn_path.write_text(json.dumps(self.to_json(), ensure_ascii=False, indent=2) + "\n")
+        import soundfile as sf
+
         sf.write(wav_path, self.audio, self.sample_rate, subtype="PCM_16")
         return turn_path, wav_path
 

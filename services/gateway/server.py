@@ -7,8 +7,8 @@ import grpc
 from emoomni.core.bus import Bus
 from emoomni.core.media import MediaError
 from emoomni.core.service import StageService, error_message
-from emoomni.services.gateway.core import GatewayCore, TurnFailed
 from emoomni.core.telemetry import context_from
+from emoomni.services.gateway.core import GatewayCore, TurnFailed
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
 
 

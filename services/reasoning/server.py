@@ -14,9 +14,9 @@ import grpc
 from emoomni.core.bus import Bus, Kind, subject
 from emoomni.core.media import MediaError, read_source
 from emoomni.core.service import StageService, StageTimeout, error_message, grpc_code_for, now_ns, stage_deadline
+from emoomni.core.text import SentenceSplitter, spoken_language
 from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY, MediaSource
 from emoomni.services.reasoning.core import ReasoningCore
-from emoomni.core.text import SentenceSplitter, spoken_language
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, reasoning_pb2, reasoning_pb2_grpc
 
 

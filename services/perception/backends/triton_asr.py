@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from emoomni.core.config import AsrConfig, TritonConfig
-from emoomni.services.perception.backends.interface import AsrResult
 from emoomni.core.telemetry import headers_with_trace
 from emoomni.core.triton import connect, triton_error
+from emoomni.services.perception.backends.interface import AsrResult
 
 
 class TritonAsr:

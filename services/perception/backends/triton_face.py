@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 
 from emoomni.core.config import FaceConfig, TritonConfig
-from emoomni.services.perception.backends.interface import EXPRESSIONS, FaceObservation
 from emoomni.core.telemetry import headers_with_trace
 from emoomni.core.triton import connect, triton_error
+from emoomni.services.perception.backends.interface import EXPRESSIONS, FaceObservation
 
 
 class TritonFace:

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from emoomni.core.config import load_config
+from emoomni.core.text import speech_chunks
 from emoomni.services.talker.core import TalkerCore
 from emoomni.services.talker.registry import UnknownTalker, discover
-from emoomni.core.text import speech_chunks
 from emoomni.v1 import instruction_pb2
 
 
