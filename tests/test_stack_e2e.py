@@ -262,24 +262,15 @@ def test_a_turn_can_ask_for_its_own_talker(stack, english_clip):
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
-def test_ctrl_c_stops_the_whole_stack(stack):
-    proc = stack["proc"]
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 0
-    for addr in stack["addrs"].values():
-        with grpc.insecure_channel(addr) as channel, pytest.raises(grpc.FutureTimeoutError):
-            grpc.channel_ready_future(channel).result(timeout=1)
-    assert "stopping" in Path(stack["log"]).read_text()
-
-
 CLIENT_ONLY_TURN = """
-import importlib.util, json, sys
+import importlib.resources, importlib.util, json, sys
 from emoomni import Client
 heavy = [m for m in ("nats", "numpy", "pydantic", "opentelemetry", "transformers", "torch", "yaml")
          if importlib.util.find_spec(m) is not None]
+presets = sorted(p.name for p in importlib.resources.files("emoomni.presets").iterdir() if p.name.endswith(".yaml"))
 with Client(sys.argv[1]) as client:
     kinds = [event.WhichOneof("event") for event in client.converse(sys.argv[2])]
-print(json.dumps({"heavy": heavy, "kinds": kinds}))
+print(json.dumps({"heavy": heavy, "kinds": kinds, "presets": presets}))
 """
 
 
@@ -299,4 +290,17 @@ def test_a_client_only_install_runs_a_turn(stack, english_clip, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(run.stdout)
     assert result["heavy"] == [], result["heavy"]
+    # The preset configs travel inside the package, so an installed stack finds its default config too.
+    assert {"stack.yaml", "omni.yaml", "openai.yaml", "triton.yaml"} <= set(result["presets"])
     assert result["kinds"][0] == "perception" and result["kinds"][-1] == "done" and "audio" in result["kinds"]
+
+
+def test_ctrl_c_stops_the_whole_stack(stack):
+    proc = stack["proc"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    for addr in stack["addrs"].values():
+        with grpc.insecure_channel(addr) as channel, pytest.raises(grpc.FutureTimeoutError):
+            grpc.channel_ready_future(channel).result(timeout=1)
+    assert "stopping" in Path(stack["log"]).read_text()
+

@@ -68,13 +68,14 @@ class ConfigCommand(Command):
         parser.add_argument("action", choices=["show", "schema", "presets"], nargs="?", default="show")
 
     def run(self, args, cfg) -> int:
-        from emoomni.core import config
+        from emoomni.core.config import PRESETS_DIR, StackConfig
+        from emoomni.core.config_sources import presets
 
         if args.action == "schema":
-            print(json.dumps(config.StackConfig.model_json_schema(), indent=2))
+            print(json.dumps(StackConfig.model_json_schema(), indent=2))
         elif args.action == "presets":
-            for name in config.presets():
-                print(f"{name:<10} {config.PRESETS_DIR / (name + '.yaml')}")
+            for name in presets():
+                print(f"{name:<10} {PRESETS_DIR / (name + '.yaml')}")
         else:
             import yaml
 

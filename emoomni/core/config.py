@@ -122,7 +122,9 @@ class OpenAICompatibleConfig(_Strict):
     """Any server that speaks the OpenAI chat API: vLLM, llama.cpp server, Ollama, a hosted API."""
 
     base_url: Annotated[str, EnvVar("EMOOMNI_OPENAI_BASE_URL")] = "http://127.0.0.1:8000/v1"
+    """The server's OpenAI API root."""
     model: Annotated[str, EnvVar("EMOOMNI_OPENAI_MODEL")] = "default"
+    """Model name as the server knows it."""
     api_key_env: str = "OPENAI_API_KEY"
     """Name of the environment variable that holds the API key (unset: no key sent)."""
     temperature: float = 0.6
@@ -265,6 +267,7 @@ class ServiceAddrs(_Strict):
 
 class NatsConfig(_Strict):
     url: Annotated[str, EnvVar("NATS_URL")] = "nats://127.0.0.1:4222"
+    """The nats-server every service joins (`emoomni up` starts one here)."""
     monitor_port: int = 8222
     """nats-server monitoring port (`emoomni up`)."""
     media_bucket: str = "emoomni-media"
