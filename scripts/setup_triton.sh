@@ -33,6 +33,8 @@ PIP=("$VENV/bin/python" -m pip -q --disable-pip-version-check)
   "protobuf==6.33.6" \
   "grpcio==1.81.2" \
   "pydantic==2.14.3" \
+  "pydantic-settings==2.16.3" \
+  "python-dotenv==1.2.4" \
   "pyyaml==6.0.3" \
   "faster-whisper==1.2.1" \
   "ctranslate2==4.8.5" \

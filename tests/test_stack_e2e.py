@@ -24,11 +24,11 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from benchmarks.talker_swap import run_swap_load
 from conftest import BAD_MEDIA_REASONS, MANDARIN_CLIPS
 from emoomni.core.natsserver import free_port
 from emoomni.core.runtime import wait_until_serving
 from emoomni.sdk.client import Client, TalkerClient
+from emoomni.testing.talker_swap import run_swap_load
 
 SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 

@@ -1,7 +1,7 @@
 """A stage that fails or overruns its deadline ends the turn with an error event on the bus, never a hang.
 
-Runs a real nats-server and the real StageService worker machinery; the stage's work is a small function
-written here, because the property under test is the framework's, whatever the model does."""
+Runs a real nats-server (the harness's `nats_server`) and the real StageService worker machinery; the stage's work
+is a small function written here, because the property under test is the framework's, whatever the model does."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import asyncio
 
 import grpc
 
-from emoomni.core.bus import Bus, Kind, deadline_in, subject
+from emoomni.core.bus import Bus, Kind, deadline_in
 from emoomni.core.config import load_config
-from emoomni.core.natsserver import NatsServer
 from emoomni.core.service import StageService, run_with_deadline
+from emoomni.testing.bus import Send, run_bus_test
+from emoomni.testing.stage import RunningStage
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
 
 
@@ -41,36 +42,27 @@ class SlowStage(StageService):
         await run_with_deadline(asyncio.sleep(5), 0.2, "slow work")
 
 
-async def _turn(behaviour: str, deadline_s: float = 60) -> agent_pb2.TurnError:
-    with NatsServer() as nats:
-        stage_bus, caller = await Bus.connect(nats.url, "stage"), await Bus.connect(nats.url, "caller")
-        await SlowStage(load_config(env={}), behaviour).attach(stage_bus)
-        errors: asyncio.Queue = asyncio.Queue()
-
-        async def on_error(msg):
-            errors.put_nowait(agent_pb2.TurnEvent.FromString(msg.data).error)
-
-        await caller.nc.subscribe(subject("t1", Kind.ERROR), cb=on_error)
-        request = bus_pb2.TurnRequest(turn_id="t1", media=media_pb2.MediaInput(path="x"),
-                                      deadline_unix_ns=deadline_in(deadline_s))
-        await caller.dispatch(subject("t1", Kind.REQUEST), request, "slowstage")
-        try:
-            return await asyncio.wait_for(errors.get(), timeout=10)
-        finally:
-            await stage_bus.close()
-            await caller.close()
+async def _turn(nats_url: str, behaviour: str, deadline_s: float = 60) -> agent_pb2.TurnError:
+    """The stage on the bus (RunningStage), one work item sent, the turn's error event expected (run_bus_test)."""
+    request = bus_pb2.TurnRequest(turn_id="t1", media=media_pb2.MediaInput(path="x"),
+                                  deadline_unix_ns=deadline_in(deadline_s))
+    stage = SlowStage(load_config(env={}), behaviour)
+    async with RunningStage("slowstage", stage.cfg, nats_url, service=stage) as running:
+        seen = await run_bus_test(running.bus, "t1", [Send(Kind.REQUEST, request, "slowstage")], expect=[Kind.ERROR],
+                                  timeout_s=10)
+    return next(message.error for kind, message in seen if kind == Kind.ERROR)
 
 
-def test_a_crashing_stage_reports_internal():
-    error = asyncio.run(_turn("crash"))
+def test_a_crashing_stage_reports_internal(nats_server):
+    error = asyncio.run(_turn(nats_server.url, "crash"))
     assert error.code == "INTERNAL" and "model exploded" in error.message and error.stage == "slowstage"
 
 
-def test_an_overrunning_stage_reports_deadline_exceeded():
-    error = asyncio.run(_turn("slow"))
+def test_an_overrunning_stage_reports_deadline_exceeded(nats_server):
+    error = asyncio.run(_turn(nats_server.url, "slow"))
     assert error.code == "DEADLINE_EXCEEDED" and "slow work" in error.message
 
 
-def test_work_arriving_after_the_turn_deadline_is_refused():
-    error = asyncio.run(_turn("crash", deadline_s=-1))
+def test_work_arriving_after_the_turn_deadline_is_refused(nats_server):
+    error = asyncio.run(_turn(nats_server.url, "crash", deadline_s=-1))
     assert error.code == "DEADLINE_EXCEEDED" and "deadline passed" in error.message
