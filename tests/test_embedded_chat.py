@@ -17,6 +17,8 @@ from emoomni.sdk.result import TurnResult
 from emoomni.services.gateway.core import TurnFailed
 from emoomni.v1 import agent_pb2, media_pb2
 
+pytestmark = pytest.mark.slow  # every model loaded, real turns
+
 
 def test_cli_chat_writes_turn_json_and_reply_wav(english_clip, tmp_path):
     run = subprocess.run([sys.executable, "-m", "emoomni", "chat", str(english_clip), "--out", str(tmp_path)],

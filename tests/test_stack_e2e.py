@@ -30,6 +30,8 @@ from emoomni.core.runtime import wait_until_serving
 from emoomni.sdk.client import Client, TalkerClient
 from emoomni.testing.talker_swap import run_swap_load
 
+pytestmark = pytest.mark.slow  # a whole multi-process stack
+
 SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 
 
@@ -274,7 +276,6 @@ print(json.dumps({"heavy": heavy, "kinds": kinds, "presets": presets}))
 """
 
 
-@pytest.mark.slow
 def test_a_client_only_install_runs_a_turn(stack, english_clip, tmp_path):
     """`pip install ".[client]"` into a fresh venv gets grpcio, protobuf and the generated stubs, and nothing
     of the server; from there a robot's three lines run a turn against the stack started above."""

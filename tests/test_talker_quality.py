@@ -10,6 +10,8 @@ from emoomni.eval.talker_quality import SENTENCES, evaluate_talker
 from emoomni.services.instruction.core import InstructionCore
 from emoomni.services.talker.core import TalkerCore
 
+pytestmark = pytest.mark.slow  # many syntheses and Whisper
+
 
 @pytest.fixture(scope="module")
 def piper_report():

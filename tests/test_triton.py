@@ -37,6 +37,8 @@ from emoomni.core.runtime import wait_until_serving
 from emoomni.core.triton import TritonInputError, TritonLaunch, TritonServer
 from emoomni.v1 import instruction_pb2
 
+pytestmark = pytest.mark.slow  # a real tritonserver and every model
+
 ROOT = Path(__file__).resolve().parent.parent
 TRITON_SERVICE = "emoomni-triton"
 

@@ -31,6 +31,8 @@ from emoomni.eval.objective import error_rate
 from emoomni.eval.pipeline import evaluate
 from emoomni.eval.report import compare, load_report, summarise
 
+pytestmark = pytest.mark.slow  # real agent turns and judges
+
 CLIPS = {"en-burial": "merged_7e578e0b.mp4", "zh-playful": "samplenew3_00083538.mp4"}
 
 
