@@ -34,6 +34,7 @@ ARG LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=
 # Installs come from the locks in requirements/ (exact versions, hash-checked), as in scripts/setup.sh. uv is
 # the installer; its own pin and hashes are in requirements/uv.lock. Caches live in BuildKit cache mounts: they
 # speed up rebuilds and never land in a layer.
+WORKDIR /src
 COPY requirements ./requirements
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip install --require-hashes -r requirements/uv.lock
@@ -60,6 +61,9 @@ COPY proto ./proto
 COPY scripts ./scripts
 COPY emoomni ./emoomni
 COPY services ./services
+COPY eval ./eval
+COPY pipe ./pipe
+COPY config ./config
 COPY plugins ./plugins
 RUN python scripts/gen_proto.py \
  && pip install --no-deps . \

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -46,31 +41,8 @@ def save(name: str, data: dict) -> Path:
     return path
 
 
-SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
-
-
-@contextlib.contextmanager
 def stack_processes(timeout_s: float = 600.0, config: dict | None = None):
-    """`emoomni up` on free ports, without tracing; yields (service addresses, NATS URL) once every service
-    serves, and stops the stack with Ctrl-C (SIGINT) afterwards. `config` adds stack config sections."""
-    from emoomni.natsserver import free_port
-    from emoomni.runtime import wait_until_serving
+    """`emoomni up` on free ports (emoomni.testing.stack.running_stack, shared with the tests)."""
+    from emoomni.testing.stack import running_stack
 
-    tmp = Path(tempfile.mkdtemp(prefix="emoomni-bench-"))
-    addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
-    nats_url = f"nats://127.0.0.1:{free_port()}"
-    (tmp / "stack.yaml").write_text(yaml.safe_dump({**(config or {}), "services": addrs,
-                                                    "nats": {"url": nats_url, "monitor_port": free_port()}}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        if not wait_until_serving(addrs, timeout_s=timeout_s):
-            raise RuntimeError("the stack did not start")
-        yield addrs, nats_url
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    return running_stack(timeout_s, config)

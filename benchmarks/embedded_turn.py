@@ -20,10 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import save, summary  # noqa: E402
-from emoomni.cli import run_async  # noqa: E402
-from emoomni.config import load_config  # noqa: E402
-from emoomni.result import TurnResult  # noqa: E402
-from emoomni.runtime import EmbeddedAgent  # noqa: E402
+from emoomni.core.aio import run_async  # noqa: E402
+from emoomni.core.config import load_config  # noqa: E402
+from emoomni.core.runtime import EmbeddedAgent  # noqa: E402
+from emoomni.sdk.result import TurnResult  # noqa: E402
 from emoomni.v1 import agent_pb2, media_pb2  # noqa: E402
 
 

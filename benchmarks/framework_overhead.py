@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import save, stack_processes, summary  # noqa: E402
-from emoomni.client import Client  # noqa: E402
-from emoomni.result import TurnResult  # noqa: E402
+from emoomni.sdk.client import Client  # noqa: E402
+from emoomni.sdk.result import TurnResult  # noqa: E402
 
 
 def main() -> int:

@@ -29,9 +29,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import emoomni  # noqa: F401  (torchvision beside a CPU-only torch, see emoomni.torchvision_compat)
+import emoomni  # noqa: F401  (torchvision beside a CPU-only torch, see emoomni.core.torchvision_compat)
 from benchmarks.common import RESULTS_DIR, machine, summary
-from emoomni.config import load_config
+from emoomni.core.config import OmniReasoning, load_config
 from emoomni.services.reasoning.backends.interface import EMOTION
 from emoomni.services.reasoning.backends.omni_backend import OmniBackend
 from emoomni.v1 import perception_pb2
@@ -107,6 +107,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = load_config(env={})
+    cfg.reasoning = OmniReasoning()
     omni = cfg.reasoning.omni
     omni.device = args.device
     # Random weights fill every part to its cap: 200 characters a part keeps the E-CoT near a real one's length.

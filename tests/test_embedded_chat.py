@@ -11,11 +11,13 @@ import pytest
 import soundfile as sf
 
 from conftest import ENGLISH_CLIP, MANDARIN_CLIPS
-from emoomni.config import load_config
-from emoomni.result import TurnResult
-from emoomni.runtime import EmbeddedAgent
+from emoomni.core.config import load_config
+from emoomni.core.runtime import EmbeddedAgent
+from emoomni.sdk.result import TurnResult
 from emoomni.services.gateway.core import TurnFailed
 from emoomni.v1 import agent_pb2, media_pb2
+
+pytestmark = pytest.mark.slow  # every model loaded, real turns
 
 
 def test_cli_chat_writes_turn_json_and_reply_wav(english_clip, tmp_path):

@@ -24,11 +24,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from benchmarks.talker_swap import run_swap_load
 from conftest import BAD_MEDIA_REASONS, MANDARIN_CLIPS
-from emoomni.client import Client, TalkerClient
-from emoomni.natsserver import free_port
-from emoomni.runtime import wait_until_serving
+from emoomni.core.natsserver import free_port
+from emoomni.core.runtime import wait_until_serving
+from emoomni.sdk.client import Client, TalkerClient
+from emoomni.testing.talker_swap import run_swap_load
+
+pytestmark = pytest.mark.slow  # a whole multi-process stack
 
 SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 
@@ -262,6 +264,38 @@ def test_a_turn_can_ask_for_its_own_talker(stack, english_clip):
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+CLIENT_ONLY_TURN = """
+import importlib.resources, importlib.util, json, sys
+from emoomni import Client
+heavy = [m for m in ("nats", "numpy", "pydantic", "opentelemetry", "transformers", "torch", "yaml")
+         if importlib.util.find_spec(m) is not None]
+presets = sorted(p.name for p in importlib.resources.files("emoomni.presets").iterdir() if p.name.endswith(".yaml"))
+with Client(sys.argv[1]) as client:
+    kinds = [event.WhichOneof("event") for event in client.converse(sys.argv[2])]
+print(json.dumps({"heavy": heavy, "kinds": kinds, "presets": presets}))
+"""
+
+
+def test_a_client_only_install_runs_a_turn(stack, english_clip, tmp_path):
+    """`pip install ".[client]"` into a fresh venv gets grpcio, protobuf and the generated stubs, and nothing
+    of the server; from there a robot's three lines run a turn against the stack started above."""
+    venv = tmp_path / "client-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    root = Path(__file__).resolve().parents[1]
+    pip = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{root}[client]"],
+                         capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    run = subprocess.run([python, "-c", CLIENT_ONLY_TURN, stack["gateway"], str(english_clip)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout)
+    assert result["heavy"] == [], result["heavy"]
+    # The preset configs travel inside the package, so an installed stack finds its default config too.
+    assert {"stack.yaml", "omni.yaml", "openai.yaml", "triton.yaml"} <= set(result["presets"])
+    assert result["kinds"][0] == "perception" and result["kinds"][-1] == "done" and "audio" in result["kinds"]
+
+
 def test_ctrl_c_stops_the_whole_stack(stack):
     proc = stack["proc"]
     proc.send_signal(signal.SIGINT)
@@ -270,3 +304,4 @@ def test_ctrl_c_stops_the_whole_stack(stack):
         with grpc.insecure_channel(addr) as channel, pytest.raises(grpc.FutureTimeoutError):
             grpc.channel_ready_future(channel).result(timeout=1)
     assert "stopping" in Path(stack["log"]).read_text()
+

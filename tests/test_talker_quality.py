@@ -1,13 +1,16 @@
 """The default talker follows instructions audibly and stays intelligible: the real instruction mapper, the
 real Piper voice, YIN/RMS/duration measurements and an independent ASR (Whisper-base). A smaller run of
-benchmarks/talker_quality.py (three sentences instead of five, 3 takes per clip), held to the issue's goals."""
+the talker_quality benchmark (three sentences instead of five, 3 takes per clip), held to the issue's goals."""
 
 import pytest
 
-from benchmarks.talker_quality import SENTENCES, evaluate_talker, load_asr
-from emoomni.config import load_config
+from emoomni.core.config import load_config
+from emoomni.eval.objective import load_asr
+from emoomni.eval.talker_quality import SENTENCES, evaluate_talker
 from emoomni.services.instruction.core import InstructionCore
 from emoomni.services.talker.core import TalkerCore
+
+pytestmark = pytest.mark.slow  # many syntheses and Whisper
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """The Triton path on a real tritonserver (the 2.51 binary inside nvidia-pytriton, run from .venv-triton by
-emoomni.triton): the same input gives the same output through Triton as in-process, the talker streams chunk by
+emoomni.core.triton): the same input gives the same output through Triton as in-process, the talker streams chunk by
 chunk over gRPC, bad input is refused clearly while the server keeps serving, Triton's own OpenTelemetry spans
 join the caller's trace (received by a real OTLP/HTTP endpoint started here), and the perception and talker
 services run as real processes with `backend: triton`.
@@ -30,12 +30,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from tritonclient.utils import InferenceServerException
 
 from conftest import clip_audio
-from emoomni.config import StackConfig, load_config
-from emoomni.media import decode_audio, decode_frames, read_source
-from emoomni.natsserver import free_port
-from emoomni.runtime import wait_until_serving
-from emoomni.triton import TritonInputError, TritonLaunch, TritonServer
+from emoomni.core.config import StackConfig, load_config
+from emoomni.core.media import decode_audio, decode_frames, read_source
+from emoomni.core.natsserver import free_port
+from emoomni.core.runtime import wait_until_serving
+from emoomni.core.triton import TritonInputError, TritonLaunch, TritonServer
 from emoomni.v1 import instruction_pb2
+
+pytestmark = pytest.mark.slow  # a real tritonserver and every model
 
 ROOT = Path(__file__).resolve().parent.parent
 TRITON_SERVICE = "emoomni-triton"
@@ -169,7 +171,7 @@ def _instruction(**controls) -> instruction_pb2.AcousticInstruction:
 TRITON_PYTHON = ROOT / ".venv-triton" / "bin" / "python"
 _ASR_IN_TRITON_VENV = """
 import sys, numpy as np
-from emoomni.config import AsrConfig
+from emoomni.core.config import AsrConfig
 from emoomni.services.perception.backends.faster_whisper_asr import FasterWhisperAsr
 asr = FasterWhisperAsr(AsrConfig())
 for path in sys.argv[1:]:
@@ -409,8 +411,8 @@ def test_perception_and_talker_services_on_triton(spans, triton, english_clip, t
     """`emoomni serve perception` and `emoomni serve talker` (real processes on a real nats-server) with
     `backend: triton`: their RPCs answer through Triton, bad input is INVALID_ARGUMENT, and one trace runs from
     the caller through each service into Triton's spans for all three models."""
-    from emoomni.natsserver import NatsServer
-    from emoomni.telemetry import headers_with_trace
+    from emoomni.core.natsserver import NatsServer
+    from emoomni.core.telemetry import headers_with_trace
     from emoomni.v1 import media_pb2, perception_pb2, perception_pb2_grpc, talker_pb2, talker_pb2_grpc
 
     store, _, otlp_grpc = spans
@@ -483,8 +485,8 @@ def test_whole_turn_with_every_triton_stage(triton_cfg, english_clip):
     and talker on Triton: the talker's bus worker streams each reply sentence from the decoupled model."""
     import asyncio
 
-    from emoomni.result import TurnResult
-    from emoomni.runtime import EmbeddedAgent
+    from emoomni.core.runtime import EmbeddedAgent
+    from emoomni.sdk.result import TurnResult
     from emoomni.v1 import agent_pb2, media_pb2
 
     async def one_turn() -> TurnResult:

@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 
 from opentelemetry import trace
 
-from emoomni.bus import Bus, Kind, StageUnavailable, deadline_in, new_turn_id, subject, valid_turn_id
-from emoomni.config import StackConfig
-from emoomni.media import MediaError
+from emoomni.core.bus import Bus, Kind, StageUnavailable, deadline_in, new_turn_id, subject, valid_turn_id
+from emoomni.core.config import StackConfig
+from emoomni.core.media import MediaError
+from emoomni.core.telemetry import tracer_for
 from emoomni.services.gateway.turn import TurnAssembler
-from emoomni.telemetry import tracer_for
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
 
 _FORWARDED = (Kind.PERCEPTION, Kind.ECOT, Kind.STRATEGY, Kind.INSTRUCTION, Kind.SPEAK, Kind.AUDIO, Kind.TIMING,

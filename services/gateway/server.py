@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import grpc
 
-from emoomni.bus import Bus
-from emoomni.media import MediaError
-from emoomni.service import StageService, error_message
+from emoomni.core.bus import Bus
+from emoomni.core.media import MediaError
+from emoomni.core.service import StageService, error_message
+from emoomni.core.telemetry import context_from
 from emoomni.services.gateway.core import GatewayCore, TurnFailed
-from emoomni.telemetry import context_from
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
 
 

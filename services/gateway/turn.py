@@ -9,10 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from emoomni.bus import Kind
+from emoomni.core.bus import Kind
+from emoomni.core.registry import STAGES
 from emoomni.v1 import agent_pb2, bus_pb2, instruction_pb2, media_pb2, reasoning_pb2
 
-STAGES = ("perception", "reasoning", "instruction", "talker")
 _ECOT_FIELDS = {reasoning_pb2.ECOT_PART_EMOTION_ANALYSIS: "emotion_analysis", reasoning_pb2.ECOT_PART_INTENT: "intent",
                 reasoning_pb2.ECOT_PART_STRATEGY: "strategy", reasoning_pb2.ECOT_PART_RESPONSE: "response"}
 

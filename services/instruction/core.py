@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from emoomni.config import StackConfig
+from emoomni.core.config import StackConfig
 from emoomni.services.instruction.backends import build_backend
 from emoomni.v1 import instruction_pb2
 

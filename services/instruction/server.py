@@ -6,8 +6,8 @@ import asyncio
 
 import grpc
 
-from emoomni.bus import Bus, Kind
-from emoomni.service import StageService, error_message, now_ns, run_with_deadline, stage_deadline
+from emoomni.core.bus import Bus, Kind
+from emoomni.core.service import StageService, error_message, now_ns, run_with_deadline, stage_deadline
 from emoomni.services.instruction.core import InstructionCore
 from emoomni.v1 import agent_pb2, bus_pb2, instruction_pb2, instruction_pb2_grpc
 

@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from emoomni.config import StackConfig
-from emoomni.media import DecodedMedia, MediaError, decode, decode_audio, decode_frames, read_source
+from emoomni.core.config import StackConfig
+from emoomni.core.media import DecodedMedia, MediaError, decode, decode_audio, decode_frames, read_source
 from emoomni.services.perception.backends import build_backends
 from emoomni.services.perception.backends.interface import AsrResult, FaceObservation, ProsodyResult
 from emoomni.v1 import perception_pb2 as pb

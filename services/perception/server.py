@@ -6,9 +6,9 @@ import asyncio
 
 import grpc
 
-from emoomni.bus import Bus, Kind, subject
-from emoomni.media import MediaError
-from emoomni.service import StageService, error_message, now_ns, run_with_deadline, stage_deadline
+from emoomni.core.bus import Bus, Kind, subject
+from emoomni.core.media import MediaError
+from emoomni.core.service import StageService, error_message, now_ns, run_with_deadline, stage_deadline
 from emoomni.services.perception.core import PerceptionCore
 from emoomni.v1 import bus_pb2, media_pb2, perception_pb2, perception_pb2_grpc
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator, Iterator
 
-from emoomni.aio import iterate_in_thread
-from emoomni.config import StackConfig
+from emoomni.core.aio import iterate_in_thread
+from emoomni.core.config import StackConfig
 from emoomni.services.reasoning.backends import build_backend
 from emoomni.services.reasoning.backends.interface import EMOTION, INTENT, RESPONSE, STRATEGY, MediaSource, Piece
 from emoomni.v1 import perception_pb2, reasoning_pb2

@@ -11,12 +11,12 @@ import asyncio
 
 import grpc
 
-from emoomni.bus import Bus, Kind, subject
-from emoomni.media import MediaError, read_source
-from emoomni.service import StageService, StageTimeout, error_message, grpc_code_for, now_ns, stage_deadline
+from emoomni.core.bus import Bus, Kind, subject
+from emoomni.core.media import MediaError, read_source
+from emoomni.core.service import StageService, StageTimeout, error_message, grpc_code_for, now_ns, stage_deadline
+from emoomni.core.text import SentenceSplitter, spoken_language
 from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY, MediaSource
 from emoomni.services.reasoning.core import ReasoningCore
-from emoomni.text import SentenceSplitter, spoken_language
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, reasoning_pb2, reasoning_pb2_grpc
 
 

@@ -13,13 +13,13 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 import numpy as np
-from pydantic import BaseModel
 
-from emoomni.config import StackConfig
-from emoomni.services.talker.plugin import TalkerPlugin
+from emoomni.core.config import StackConfig
+from emoomni.core.text import speech_chunks
+from emoomni.sdk.talker import CancelToken, TalkerPlugin
+from emoomni.services.talker.interface import Activation
 from emoomni.services.talker.registry import TalkerRegistry
-from emoomni.text import speech_chunks
-from emoomni.v1 import instruction_pb2, media_pb2
+from emoomni.v1 import instruction_pb2, media_pb2, talker_pb2
 
 # Audio leaves as the engine makes it (Piper: one piece per sentence). Splitting a piece that already exists
 # would not start playback sooner, only multiply messages; only very long pieces are split (~6 s at 22 kHz).
@@ -29,18 +29,14 @@ _PINNED_TURNS = 4096
 log = logging.getLogger(__name__)
 
 
-class Activation(BaseModel):
-    previous: str
-    active: str
-    load_ms: float
-
-
 def base_language(language: str) -> str:
     """'en-US' -> 'en', 'zh_Hans' -> 'zh'; empty -> 'en'."""
     return (language or "en").replace("_", "-").split("-")[0].lower()
 
 
 class TalkerCore:
+    """Engines in this process (a `SpeechEngine`)."""
+
     def __init__(self, cfg: StackConfig):
         self.cfg = cfg
         self.registry = TalkerRegistry(cfg.talker.plugins)
@@ -95,8 +91,10 @@ class TalkerCore:
                          f"{', '.join(engine.capabilities.languages)})")
 
     def speak(self, text: str, instruction: instruction_pb2.AcousticInstruction, language: str = "en",
-              talker: str = "", sentence_index: int = 0, turn_id: str = "") -> Iterator[media_pb2.AudioChunk]:
-        """Audio chunks for `text`; seq counts within this call, `last` marks the final chunk."""
+              talker: str = "", sentence_index: int = 0, turn_id: str = "",
+              cancel: CancelToken | None = None) -> Iterator[media_pb2.AudioChunk]:
+        """Audio chunks for `text`, each handed on as the engine makes it; seq counts within this call, `last`
+        marks the final chunk. A cancelled token stops the synthesis at the engine's next piece."""
         text = text.strip()
         if not text:
             raise ValueError("the text to speak is empty")
@@ -109,18 +107,30 @@ class TalkerCore:
         pending: media_pb2.AudioChunk | None = None
         for piece in speech_chunks(text):
             with self.registry.lock(name):
-                audios = list(engine.synthesize(piece, instruction, base_language(language)))
-            for audio in audios:
-                pcm = np.asarray(audio.pcm16, dtype=np.int16)
-                for start in range(0, len(pcm), MAX_CHUNK_SAMPLES):
-                    if pending is not None:
-                        yield pending
-                    pending = media_pb2.AudioChunk(pcm16=pcm[start:start + MAX_CHUNK_SAMPLES].tobytes(),
-                                                   sample_rate=audio.sample_rate, seq=seq,
-                                                   sentence_index=sentence_index, talker=name,
-                                                   warnings=warnings if seq == 0 else [])
-                    seq += 1
+                for audio in engine.stream(piece, instruction, base_language(language), cancel):
+                    pcm = np.asarray(audio.pcm16, dtype=np.int16)
+                    for start in range(0, len(pcm), MAX_CHUNK_SAMPLES):
+                        if pending is not None:
+                            yield pending
+                        pending = media_pb2.AudioChunk(pcm16=pcm[start:start + MAX_CHUNK_SAMPLES].tobytes(),
+                                                       sample_rate=audio.sample_rate, seq=seq,
+                                                       sentence_index=sentence_index, talker=name,
+                                                       warnings=warnings if seq == 0 else [])
+                        seq += 1
+            if cancel is not None and cancel.cancelled:
+                return
         if pending is None:
             raise RuntimeError(f"talker {name!r} produced no audio for {text[:40]!r}")
         pending.last = True
         yield pending
+
+
+def list_talkers(core: TalkerCore) -> talker_pb2.ListTalkersResponse:
+    out = talker_pb2.ListTalkersResponse()
+    for name, plugin in sorted(core.registry.available.items()):
+        caps = plugin.capabilities
+        out.talkers.append(talker_pb2.TalkerInfo(
+            name=name, languages=caps.languages, streaming=caps.streaming, controls=caps.controls,
+            active=name == core.active, license=caps.license, reads_instruction_text=caps.reads_instruction_text,
+            loaded=core.registry.is_loaded(name)))
+    return out

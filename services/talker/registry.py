@@ -7,7 +7,7 @@ import threading
 import time
 from importlib.metadata import entry_points
 
-from emoomni.services.talker.plugin import ENTRY_POINT_GROUP, TalkerPlugin
+from emoomni.sdk.talker import ENTRY_POINT_GROUP, TalkerPlugin
 
 log = logging.getLogger(__name__)
 

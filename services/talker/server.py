@@ -11,10 +11,12 @@ import socket
 
 import grpc
 
-from emoomni.aio import iterate_in_thread
-from emoomni.bus import TALKER_CONTROL, TALKER_STATUS, Bus, Kind
-from emoomni.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
-from emoomni.services.talker.core import Activation, TalkerCore
+from emoomni.core.aio import iterate_in_thread
+from emoomni.core.bus import TALKER_CONTROL, TALKER_STATUS, Bus, Kind
+from emoomni.core.service import StageService, StageTimeout, error_message, now_ns, stage_deadline
+from emoomni.sdk.talker import CancelToken
+from emoomni.services.talker.core import TalkerCore, list_talkers
+from emoomni.services.talker.interface import Activation, SpeechEngine
 from emoomni.services.talker.registry import UnknownTalker
 from emoomni.v1 import agent_pb2, bus_pb2, talker_pb2, talker_pb2_grpc
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
     name = "talker"
     grpc_service = "emoomni.v1.Talker"
+
+    core: SpeechEngine
 
     def load(self) -> None:
         if self.cfg.talker.backend == "triton":
@@ -47,13 +51,16 @@ class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
         talker_pb2_grpc.add_TalkerServicer_to_server(self, server)
 
     def _stream(self, text, instruction, language, talker, sentence_index, seconds, turn_id=""):
-        """The engine's chunks as they are made; a chunk later than `seconds` ends the sentence with an error."""
+        """The engine's chunks as they are made; a chunk later than `seconds` ends the sentence with an error.
+        A caller that stops listening (a cancelled RPC, a turn cut off) cancels the synthesis too."""
         ctx = contextvars.copy_context()  # here, on the event loop, where the caller's span is current
+        cancel = CancelToken()
         return iterate_in_thread(
             lambda: _in_context(ctx, lambda: self.core.speak(text, instruction, language, talker, sentence_index,
-                                                             turn_id)),
+                                                             turn_id, cancel)),
             item_timeout_s=seconds,
-            on_timeout=lambda: StageTimeout(f"speaking sentence {sentence_index} took longer than {seconds:.1f} s"))
+            on_timeout=lambda: StageTimeout(f"speaking sentence {sentence_index} took longer than {seconds:.1f} s"),
+            on_stop=cancel.cancel)
 
     async def _on_speak(self, turn_id: str, job: bus_pb2.SpeakJob) -> None:
         start = now_ns()
@@ -117,13 +124,3 @@ def _in_context(ctx: contextvars.Context, make):
             return
         yield item
 
-
-def list_talkers(core: TalkerCore) -> talker_pb2.ListTalkersResponse:
-    out = talker_pb2.ListTalkersResponse()
-    for name, plugin in sorted(core.registry.available.items()):
-        caps = plugin.capabilities
-        out.talkers.append(talker_pb2.TalkerInfo(
-            name=name, languages=caps.languages, streaming=caps.streaming, controls=caps.controls,
-            active=name == core.active, license=caps.license, reads_instruction_text=caps.reads_instruction_text,
-            loaded=core.registry.is_loaded(name)))
-    return out

@@ -2,7 +2,7 @@
 runs TalkerCore and the plugins) speaks, and this process only forwards. Audio streams over gRPC: one
 `ModelStreamInfer` stream per call, one response per chunk, each chunk handed on the moment it arrives.
 
-It offers TalkerCore's interface (speak, activate, warmup, registry, active), so the talker service, its bus
+It implements `SpeechEngine` (services/talker/interface.py), as TalkerCore does, so the talker service, its bus
 worker and ListTalkers / SetActiveTalker work unchanged; they offer the engines the model's config.pbtxt
 `talkers` parameter names, not every plugin installed here."""
 
@@ -18,11 +18,12 @@ from collections.abc import Iterator
 import numpy as np
 from google.protobuf import json_format
 
-from emoomni.config import StackConfig
-from emoomni.services.talker.core import Activation
+from emoomni.core.config import StackConfig
+from emoomni.core.telemetry import headers_with_trace
+from emoomni.core.triton import TritonUnavailable, connect, served_talkers, triton_error
+from emoomni.sdk.talker import CancelToken
+from emoomni.services.talker.interface import Activation
 from emoomni.services.talker.registry import TalkerRegistry
-from emoomni.telemetry import headers_with_trace
-from emoomni.triton import TritonUnavailable, connect, served_talkers, triton_error
 from emoomni.v1 import instruction_pb2, media_pb2
 
 _WARM_TEXT = "Hello."
@@ -105,8 +106,10 @@ class TritonTalkerCore:
         return [*inputs, index]
 
     def speak(self, text: str, instruction: instruction_pb2.AcousticInstruction, language: str = "en",
-              talker: str = "", sentence_index: int = 0, turn_id: str = "") -> Iterator[media_pb2.AudioChunk]:
-        """Audio chunks for `text` as Triton streams them; the same chunks TalkerCore.speak would yield."""
+              talker: str = "", sentence_index: int = 0, turn_id: str = "",
+              cancel: CancelToken | None = None) -> Iterator[media_pb2.AudioChunk]:
+        """Audio chunks for `text` as Triton streams them; the same chunks TalkerCore.speak would yield. A
+        cancelled token ends the stream and cancels the request inside Triton."""
         from tritonclient.utils import InferenceServerException
 
         if not text.strip():  # refused here too, without a round trip (the model refuses it the same way)
@@ -125,6 +128,8 @@ class TritonTalkerCore:
                 finished = True
                 raise triton_error(exc, self.url, self.model) from exc
             while not finished:
+                if cancel is not None and cancel.cancelled:
+                    return
                 try:
                     result, error = responses.get(timeout=self.timeout_s)
                 except queue.Empty:

@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
+from emoomni.sdk.talker import SpokenAudio, TalkerCapabilities, TalkerOptions, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 from emoomni_talker_espeak import _binding
 
@@ -84,20 +85,23 @@ class _VoicePlan:
         self.ignored = ignored
 
 
+class EspeakOptions(TalkerOptions):
+    voice: str | dict[str, str] | None = Field(
+        default=None, description="an espeak-ng voice name, or a mapping from language code to voice name")
+
+
 class EspeakTalker(TalkerPlugin):
     name = "espeak"
+    Options = EspeakOptions
     capabilities = TalkerCapabilities(
         languages=list(LANGUAGE_VOICES), streaming=True,
         controls=["emotion", "intensity", "pitch_scale", "rate_scale", "energy_scale", "voice_quality",
                   "age_hint", "gender_hint"],
         license="GPL-3.0-or-later (libespeak-ng and espeak-ng-data via espeakng-loader; pykakasi for Japanese)")
 
-    def __init__(self, options: dict[str, Any] | None = None):
+    def __init__(self, options: dict[str, Any] | EspeakOptions | None = None):
         super().__init__(options)
-        voice = self.options.get("voice")
-        if voice is not None and not isinstance(voice, str | dict):
-            raise ValueError("option 'voice' must be a voice name or a mapping from language code to voice name")
-        self._voice_option = voice
+        self._voice_option = self.options.voice
         self._files: dict[tuple[str, str, tuple[str, ...]], Path] = {}
         self._kakasi = None
         # Guards the lazily made voice files and the lazily loaded kanji converter.

@@ -20,9 +20,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
-from emoomni.packages import package_dir
-from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
+from emoomni.core.packages import package_dir
+from emoomni.sdk.talker import SpokenAudio, TalkerCapabilities, TalkerOptions, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 
 SAMPLE_RATE = 24000
@@ -143,6 +144,13 @@ def _gender(voice: str) -> str:
     return {"f": "female", "m": "male"}.get(voice[1:2], "") if voice[2:3] == "_" else ""
 
 
+class KokoroOptions(TalkerOptions):
+    model_path: str = Field(default="", description="a Kokoro ONNX model; empty: the packaged int8 model")
+    voices_path: str = Field(default="", description="an .npz of style arrays; empty: the packaged Japanese voices")
+    voice: str = Field(default=DEFAULT_VOICE, description="a voice name in the voices file")
+    threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads")
+
+
 class KokoroTalker(TalkerPlugin):
     """Kokoro-82M speaking English with a packaged voice.
 
@@ -154,6 +162,7 @@ class KokoroTalker(TalkerPlugin):
     """
 
     name = "kokoro"
+    Options = KokoroOptions
     capabilities = TalkerCapabilities(
         languages=["en"], streaming=True,
         controls=["pitch_scale", "rate_scale", "energy_scale", "gender_hint"],
@@ -165,17 +174,17 @@ class KokoroTalker(TalkerPlugin):
         import onnxruntime
         from kokoro_onnx import Kokoro
 
-        model = Path(self.options["model_path"]) if self.options.get("model_path") else assemble_packaged_model()
-        voices = Path(self.options.get("voices_path") or packaged_data_dir() / "voices_ja.npz")
+        model = Path(self.options.model_path) if self.options.model_path else assemble_packaged_model()
+        voices = Path(self.options.voices_path or packaged_data_dir() / "voices_ja.npz")
         options = onnxruntime.SessionOptions()
         # Idle ONNX Runtime workers spin by default, taking the cores the other stages need between sentences.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.intra_op_num_threads = int(self.options.get("threads", 2))
+        options.intra_op_num_threads = self.options.threads
         options.inter_op_num_threads = 1
         session = onnxruntime.InferenceSession(str(model), sess_options=options,
                                                providers=["CPUExecutionProvider"])
         self.kokoro = Kokoro.from_session(session, str(voices))
-        self.voice = self.options.get("voice", DEFAULT_VOICE)
+        self.voice = self.options.voice
         if self.voice not in self.kokoro.voices:
             raise ValueError(f"voice {self.voice!r} is not in {voices} (it has {', '.join(self.kokoro.get_voices())})")
         # Style arrays read once: an .npz would otherwise be unzipped again for every sentence.

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from emoomni_talker_kokoro import SAMPLE_RATE, assemble_packaged_model, split_clauses, split_sentences
 
-from emoomni.config import load_config
+from emoomni.core.config import load_config
 from emoomni.services.talker.core import TalkerCore
 from emoomni.services.talker.registry import discover
 from emoomni.v1 import instruction_pb2

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoomni.packages import package_dir
-from emoomni.services.talker.plugin import SpokenAudio, TalkerCapabilities, TalkerPlugin
+from emoomni.core.packages import package_dir
+from emoomni.sdk.talker import SpokenAudio, TalkerCapabilities, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 
 # Piper normalizes each sentence to full scale; this leaves headroom so that louder styles do not clip.

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from emoomni.services.talker.plugin import CONTROL_NAMES, SpokenAudio, TalkerCapabilities, TalkerPlugin
+from emoomni.sdk.talker import CONTROL_NAMES, SpokenAudio, TalkerCapabilities, TalkerOptions, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 
 from .compat import QWEN_TTS_VERSION, import_qwen_tts, installed_qwen_tts_version, restore_rotary_tables
@@ -89,22 +90,46 @@ def _checkpoint_config(model_path: Any) -> tuple[Path, dict]:
     return path, config
 
 
+class Qwen3TTSOptions(TalkerOptions):
+    model_path: str | None = Field(default=None, description="a local 12 Hz VoiceDesign or CustomVoice checkpoint")
+    device: str = Field(default="cpu", description="torch device")
+    dtype: str | None = Field(default=None, description="float32 (default on CPU), bfloat16 (default elsewhere), "
+                              "float16")
+    speaker: str = Field(default="", description="CustomVoice models: the speaker; empty: the first listed")
+    max_new_tokens: int = Field(default=1024, ge=1, description="per sentence (1024 is ~85 s of 12 Hz codes)")
+    do_sample: bool | None = Field(default=None, description="default: the checkpoint's generation_config.json")
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    repetition_penalty: float | None = None
+    seed: int | None = Field(default=None, description="set: the same text and instruction give the same audio")
+
+
 class Qwen3TTSTalker(TalkerPlugin):
     """Options: model_path (required), device ("cpu"), dtype ("float32" on CPU, else "bfloat16"), speaker (CustomVoice
     models; default: the first listed), max_new_tokens per sentence (default 1024, ~85 s of 12 Hz codes),
     do_sample/temperature/top_k/top_p (defaults from the checkpoint's generation_config.json), seed."""
 
     name = "qwen3-tts"
+    Options = Qwen3TTSOptions
     # Everything is asked for in words, so every control is honoured as far as the model follows instructions.
     # Audio comes per sentence: qwen-tts returns a sentence's waveform only once its codes are all generated.
     capabilities = TalkerCapabilities(languages=list(LANGUAGES), streaming=False, controls=list(CONTROL_NAMES),
                                       reads_instruction_text=True,
                                       license="Apache-2.0 (qwen-tts package and Qwen3-TTS weights)")
 
+    @classmethod
+    def test_options(cls, workdir: Path) -> dict[str, Any]:
+        """No weights are packaged: a tiny random checkpoint of the real architecture (see tiny.py)."""
+        from .tiny import write_tiny_checkpoint
+
+        write_tiny_checkpoint(workdir)
+        return {"model_path": str(workdir), "max_new_tokens": 6, "seed": 0}
+
     def load(self) -> None:
         import torch
 
-        path, config = _checkpoint_config(self.options.get("model_path"))
+        path, config = _checkpoint_config(self.options.model_path)
         version = installed_qwen_tts_version()
         if version is None:
             raise RuntimeError("qwen3-tts talker: the qwen-tts package is not installed")
@@ -114,8 +139,8 @@ class Qwen3TTSTalker(TalkerPlugin):
             warnings.warn(f"qwen3-tts talker: written for qwen-tts {QWEN_TTS_VERSION}, found {version}", stacklevel=2)
         qwen_tts = import_qwen_tts()
 
-        device = str(self.options.get("device") or "cpu")
-        dtype_name = str(self.options.get("dtype") or ("float32" if device == "cpu" else "bfloat16")).lower()
+        device = str(self.options.device or "cpu")
+        dtype_name = str(self.options.dtype or ("float32" if device == "cpu" else "bfloat16")).lower()
         if dtype_name not in _DTYPES:
             raise ValueError(f"qwen3-tts talker: unknown dtype {dtype_name!r} (use one of {sorted(set(_DTYPES))})")
         dtype = getattr(torch, _DTYPES[dtype_name])
@@ -133,19 +158,17 @@ class Qwen3TTSTalker(TalkerPlugin):
         self.sample_rate = int(engine.model.speech_tokenizer.get_output_sample_rate())
         self.model_languages = {str(name).lower() for name in engine.model.get_supported_languages()}
         speakers = sorted(str(name) for name in (engine.model.get_supported_speakers() or []))
-        self.speaker = str(self.options.get("speaker") or (speakers[0] if speakers else ""))
+        self.speaker = str(self.options.speaker or (speakers[0] if speakers else ""))
         if self.kind == "custom_voice" and self.speaker.lower() not in {s.lower() for s in speakers}:
             raise ValueError(f"qwen3-tts talker: speaker {self.speaker!r} is not in this model ({', '.join(speakers)})")
         # qwen-tts drops the instruction for the 0.6B CustomVoice model, which was not trained with one.
         if self.kind == "custom_voice" and str(engine.model.tts_model_size) in "0b6":
             self.capabilities = type(self).capabilities.model_copy(
                 update={"controls": [], "reads_instruction_text": False})
-        self.generate_options = {key: self.options[key] for key in
-                                 ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty")
-                                 if key in self.options}
-        self.generate_options["max_new_tokens"] = int(self.options.get("max_new_tokens", 1024))
-        seed = self.options.get("seed")
-        self.seed = None if seed is None else int(seed)
+        self.generate_options = self.options.model_dump(
+            include={"do_sample", "temperature", "top_k", "top_p", "repetition_penalty"}, exclude_none=True)
+        self.generate_options["max_new_tokens"] = self.options.max_new_tokens
+        self.seed = self.options.seed
 
     def instruction_text(self, instruction: instruction_pb2.AcousticInstruction) -> str:
         return instruction.text.strip() or instruction_from_controls(instruction.controls)

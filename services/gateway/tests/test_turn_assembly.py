@@ -1,6 +1,6 @@
 """Turn assembly: audio from several talker replicas arrives out of order and leaves in order."""
 
-from emoomni.bus import Kind
+from emoomni.core.bus import Kind
 from emoomni.services.gateway.turn import TurnAssembler, union_ms
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
 
@@ -50,9 +50,9 @@ def test_a_missing_stage_is_reported_at_once():
 
     import pytest
 
-    from emoomni.bus import Bus
-    from emoomni.config import load_config
-    from emoomni.natsserver import NatsServer
+    from emoomni.core.bus import Bus
+    from emoomni.core.config import load_config
+    from emoomni.core.natsserver import NatsServer
     from emoomni.services.gateway.core import GatewayCore, TurnFailed
     from emoomni.v1 import media_pb2
 

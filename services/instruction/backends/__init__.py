@@ -1,6 +1,6 @@
 """Instruction mapping backends; `interface` holds the contract."""
 
-from emoomni.config import InstructionConfig
+from emoomni.core.config import InstructionConfig
 from emoomni.services.instruction.backends.interface import InstructionBackend
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from emoomni.config import InstructionConfig
-from emoomni.packages import package_dir
+from emoomni.core.config import InstructionConfig
+from emoomni.core.packages import package_dir
 from emoomni.services.instruction.delivery import PACKAGED_HEAD, DeliveryHead
 from emoomni.services.instruction.render import render_instruction
 from emoomni.v1 import instruction_pb2

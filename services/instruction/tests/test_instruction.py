@@ -2,7 +2,7 @@
 
 import pytest
 
-from emoomni.config import load_config
+from emoomni.core.config import load_config
 from emoomni.services.instruction.core import InstructionCore
 from emoomni.services.instruction.delivery import DeliveryHead
 from emoomni.services.instruction.render import render_instruction

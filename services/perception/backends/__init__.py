@@ -1,6 +1,6 @@
 """Perception backends. `interface` holds the contracts; each other module is one implementation."""
 
-from emoomni.config import PerceptionConfig, TritonConfig
+from emoomni.core.config import PerceptionConfig, TritonConfig
 from emoomni.services.perception.backends.interface import AsrBackend, FaceBackend, ProsodyBackend
 
 

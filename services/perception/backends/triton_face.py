@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from emoomni.config import FaceConfig, TritonConfig
+from emoomni.core.config import FaceConfig, TritonConfig
+from emoomni.core.telemetry import headers_with_trace
+from emoomni.core.triton import connect, triton_error
 from emoomni.services.perception.backends.interface import EXPRESSIONS, FaceObservation
-from emoomni.telemetry import headers_with_trace
-from emoomni.triton import connect, triton_error
 
 
 class TritonFace:

@@ -3,8 +3,8 @@
 import pytest
 
 from conftest import BAD_MEDIA_REASONS, MANDARIN_CLIPS
-from emoomni.config import load_config
-from emoomni.media import MediaError
+from emoomni.core.config import load_config
+from emoomni.core.media import MediaError
 from emoomni.services.perception.core import PerceptionCore
 
 

@@ -1,6 +1,6 @@
 """Reasoning backends; `interface` holds the contract."""
 
-from emoomni.config import LimitsConfig, ReasoningConfig
+from emoomni.core.config import LimitsConfig, ReasoningConfig
 from emoomni.services.reasoning.backends.interface import ReasoningBackend
 
 

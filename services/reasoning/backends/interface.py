@@ -33,7 +33,7 @@ class Piece:
     part_done: bool = False
 
 
-# The clip as `emoomni.media.read_source` returns it (a checked path, or the bytes), for backends that see it.
+# The clip as `emoomni.core.media.read_source` returns it (a checked path, or the bytes), for backends that see it.
 MediaSource = bytes | str
 
 

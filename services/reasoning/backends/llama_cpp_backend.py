@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emoomni.config import ReasoningConfig
-from emoomni.packages import package_dir
+from emoomni.core.config import ReasoningConfig
+from emoomni.core.packages import package_dir
 from emoomni.services.reasoning.backends.interface import (
     EMOTION,
     EMOTION_LABELS,

@@ -17,8 +17,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from emoomni import media as media_io
-from emoomni.config import LimitsConfig, OmniConfig, ReasoningConfig
+from emoomni.core import media as media_io
+from emoomni.core.config import LimitsConfig, OmniConfig, ReasoningConfig
 from emoomni.services.reasoning.backends.interface import (
     EMOTION,
     INTENT,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import jiter
 
-from emoomni.config import ReasoningConfig
+from emoomni.core.config import ReasoningConfig
 from emoomni.services.reasoning.backends.interface import (
     EMOTION,
     EMOTION_LABELS,

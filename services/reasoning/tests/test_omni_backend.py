@@ -18,8 +18,8 @@ import sys
 
 import pytest
 
-from emoomni.config import load_config
-from emoomni.media import MediaError
+from emoomni.core.config import OmniReasoning, load_config
+from emoomni.core.media import MediaError
 from emoomni.services.reasoning.backends import build_backend
 from emoomni.services.reasoning.backends.interface import EMOTION, INTENT, RESPONSE, STRATEGY, Piece
 from emoomni.services.reasoning.backends.omni_backend import parse_tagged_parts
@@ -30,13 +30,13 @@ ORDER = [EMOTION, INTENT, STRATEGY, RESPONSE]
 
 
 @pytest.fixture(scope="module")
-def tiny_omni(tmp_path_factory):
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny-omni"))
+def tiny_omni(tiny_omni_checkpoint):
+    return tiny_omni_checkpoint
 
 
 def omni_config(model_path, **overrides):
     cfg = load_config(env={})
-    cfg.reasoning.backend = "omni"
+    cfg.reasoning = OmniReasoning()
     cfg.reasoning.omni.model_path = str(model_path)
     # Random weights ramble until a part's cap: small caps keep a turn to ~150 tokens on CPU.
     cfg.reasoning.omni.max_part_chars = 40
@@ -197,8 +197,8 @@ def test_tagged_output_parses_whatever_the_chunking(chunking):
 def test_turn_through_the_public_grpc_api_with_the_omni_backend(tiny_omni, english_clip):
     """`emoomni up` (every service its own process) with `reasoning.backend: omni`; a client sends the clip's
     bytes to the gateway's Agent.Converse, so the clip reaches the omni thinker through the bus."""
-    from benchmarks.common import stack_processes
-    from emoomni.client import Client
+    from emoomni.sdk.client import Client
+    from emoomni.testing.stack import running_stack as stack_processes
 
     reasoning = omni_config(tiny_omni).model_dump(mode="json")["reasoning"]
     with stack_processes(config={"reasoning": reasoning}) as (addrs, _), Client(addrs["gateway"]) as client:

@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from emoomni.config import load_config
+from emoomni.core.config import load_config
+from emoomni.core.natsserver import free_port
 from emoomni.eval.llm_server import llama_cpp_server
-from emoomni.natsserver import free_port
 from emoomni.services.reasoning.backends.interface import EMOTION, EMOTION_LABELS, INTENT, RESPONSE, STRATEGY
 from emoomni.services.reasoning.core import ReasoningCore
 from emoomni.v1 import perception_pb2 as pb

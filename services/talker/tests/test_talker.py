@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from emoomni.config import load_config
+from emoomni.core.config import load_config
+from emoomni.core.text import speech_chunks
 from emoomni.services.talker.core import TalkerCore
 from emoomni.services.talker.registry import UnknownTalker, discover
-from emoomni.text import speech_chunks
 from emoomni.v1 import instruction_pb2
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from emoomni.config import load_config
+from emoomni.core.config import load_config
 from emoomni.services.perception.backends.faster_whisper_asr import FasterWhisperAsr
 
 _RATE = 16000

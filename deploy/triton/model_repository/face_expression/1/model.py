@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from emoomni.config import load_config
+from emoomni.core.config import load_config
 from emoomni.services.perception.backends.interface import EXPRESSIONS
 from emoomni.services.perception.backends.opencv_fer_face import OpenCvFerFace
 

@@ -9,9 +9,9 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 from google.protobuf import json_format
 
-from emoomni.config import load_config
+from emoomni.core.config import load_config
+from emoomni.core.triton import served_talkers
 from emoomni.services.talker.core import TalkerCore
-from emoomni.triton import served_talkers
 from emoomni.v1 import instruction_pb2
 
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL

