@@ -75,6 +75,15 @@ def write_tiny_checkpoint(folder: Path):
                         "num_hidden_layers": 1, "num_quantizers": 4, "decoder_dim": 32, "sliding_window": 8},
         encoder_valid_num_quantizers=4,
     )
-    Qwen3TTSTokenizerV2Model(codec).save_pretrained(folder / "speech_tokenizer")
+    codec_model = Qwen3TTSTokenizerV2Model(codec)
+    # The codebooks start as running sums of zero (they are learned from data, not initialised) and the decoder's
+    # default init keeps its output around 1e-9, so every code would decode to (near) silence; random codebooks
+    # and decoder weights make the codec's output noise loud enough for a test to see.
+    with torch.no_grad():
+        for name, tensor in [*codec_model.named_parameters(), *codec_model.named_buffers()]:
+            if name.endswith(("embedding_sum", "embed_sum")) or (name.startswith("decoder.") and
+                                                                   name.endswith(".weight") and tensor.ndim > 1):
+                tensor.normal_(0.0, 0.1)
+    codec_model.save_pretrained(folder / "speech_tokenizer")
     EncodecFeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE).save_pretrained(folder / "speech_tokenizer")
     return tokenizer
