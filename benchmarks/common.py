@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import platform
+import secrets
 import signal
 import statistics
 import subprocess
@@ -58,9 +59,11 @@ def stack_processes(timeout_s: float = 600.0, config: dict | None = None):
 
     tmp = Path(tempfile.mkdtemp(prefix="emoomni-bench-"))
     addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
-    nats_url = f"nats://127.0.0.1:{free_port()}"
-    (tmp / "stack.yaml").write_text(yaml.safe_dump({**(config or {}), "services": addrs,
-                                                    "nats": {"url": nats_url, "monitor_port": free_port()}}))
+    port, password = free_port(), secrets.token_urlsafe(16)
+    # The stack's bus takes only clients with its credentials; the yielded URL carries them.
+    nats_url = f"nats://emoomni:{password}@127.0.0.1:{port}"
+    (tmp / "stack.yaml").write_text(yaml.safe_dump({**(config or {}), "services": addrs, "nats": {
+        "url": f"nats://127.0.0.1:{port}", "monitor_port": free_port(), "user": "emoomni", "password": password}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,5 +1,6 @@
 """The `emoomni` command: chat (one turn on a clip), speak (text + instruction to a WAV), talkers (list or
-switch engines), up (the multi-process stack), serve (one service), eval (EmoOmniEval, docs/eval.md)."""
+switch engines), up (the multi-process stack), serve (one service), certs (TLS material), eval (EmoOmniEval,
+docs/eval.md)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,27 @@ import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+# Client-side security flags and the environment variables they set (read by emoomni.client).
+CLIENT_SECURITY = {"tls_ca": "EMOOMNI_TLS_CA", "token": "EMOOMNI_TOKEN", "client_cert": "EMOOMNI_CLIENT_CERT",
+                   "client_key": "EMOOMNI_CLIENT_KEY"}
+
+
+def add_client_security(parser: argparse.ArgumentParser) -> None:
+    """--tls-ca / --token / --client-cert / --client-key for commands that call a running stack."""
+    group = parser.add_argument_group("calling a secured stack (docs/architecture.md, Security)")
+    group.add_argument("--tls-ca", metavar="PEM", help="CA that signed the server's certificate: use TLS "
+                       "($EMOOMNI_TLS_CA)")
+    group.add_argument("--token", help="bearer token ($EMOOMNI_TOKEN)")
+    group.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS ($EMOOMNI_CLIENT_CERT)")
+    group.add_argument("--client-key", metavar="PEM", help="its private key ($EMOOMNI_CLIENT_KEY)")
+
+
+def _apply_client_security(args) -> None:
+    """Flags win over the environment; every client made in this process then uses them."""
+    for attr, var in CLIENT_SECURITY.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            os.environ[var] = value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--remote", metavar="HOST:PORT", help="use a running stack instead of the embedded one")
     chat.add_argument("--json", action="store_true", help="print the turn as JSON on stdout")
     chat.add_argument("--talker", default="", help="talker engine for this turn (default: the active one)")
+    add_client_security(chat)
     speak = sub.add_parser("speak", help="speak text the way an instruction asks, into a WAV file")
     speak.add_argument("--text", required=True)
     speak.add_argument("--instruction", default="", help='e.g. "speak in a soft, encouraging whisper"')
@@ -35,10 +58,16 @@ def _parser() -> argparse.ArgumentParser:
     speak.add_argument("--language", default="en")
     speak.add_argument("--remote", metavar="HOST:PORT", help="a running talker service (`emoomni up`: :50064); "
                        "the instruction is then mapped by the stack's instruction service")
+    add_client_security(speak)
     talkers = sub.add_parser("talkers", help="list talker plugins, their capabilities and the active one")
     talkers.add_argument("--remote", metavar="HOST:PORT", help="a running talker service")
     talkers.add_argument("--set", metavar="NAME", help="with --remote: load, warm and switch to this engine")
-    sub.add_parser("up", help="start nats-server and every service as its own process")
+    add_client_security(talkers)
+    sub.add_parser("up", help="start nats-server and every service as its own supervised process")
+    certs = sub.add_parser("certs", help="write a private CA, a server and a client certificate (for TLS)")
+    certs.add_argument("--out", default="certs", help="folder (default: certs)")
+    certs.add_argument("--host", action="append", help="name or IP the server certificate is valid for "
+                       "(repeatable; default 127.0.0.1 and localhost)")
     serve = sub.add_parser("serve", help="run one service (used by `up`)")
     serve.add_argument("service", choices=["perception", "reasoning", "instruction", "talker", "gateway"])
     from emoomni.eval.cli import add_parser as add_eval_parser
@@ -61,6 +90,7 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _apply_client_security(args)
     _quiet_libraries()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -73,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
         from emoomni import speech_cli
 
         return speech_cli.speak(args, cfg) if args.command == "speak" else speech_cli.talkers(args, cfg)
+    if args.command == "certs":
+        from emoomni.certs import make_certs
+
+        out = make_certs(args.out, args.host)
+        print(f"wrote {out}/ca.pem, server.pem, server.key, client.pem, client.key (and the CA's key, ca.key)")
+        return 0
     if args.command == "up":
         from emoomni.runtime import run_stack
 
@@ -82,10 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_eval(args, cfg)
     if args.command == "serve":
-        from emoomni.runtime import serve_forever
+        from emoomni.runtime import serve_process
 
-        run_async(serve_forever(args.service, cfg))
-        return 0
+        run_async(serve_process(args.service, cfg))
+        return 1
     return 1
 
 

@@ -42,6 +42,10 @@ class DeadlinesConfig(_Strict):
     reasoning_s: float = 60.0
     instruction_s: float = 10.0
     talker_sentence_s: float = 30.0
+    # A replica working on a turn says so on the bus every second; when a work item of the turn goes this long
+    # without a sign of life (its replica died), the gateway ends the turn with UNAVAILABLE at once instead of
+    # waiting for `turn_s`.
+    stall_s: float = 6.0
 
 
 class AsrConfig(_Strict):
@@ -190,6 +194,59 @@ class NatsConfig(_Strict):
     # Object-store bucket where the gateway puts uploaded media for perception replicas on other machines.
     media_bucket: str = "emoomni-media"
     media_ttl_s: int = 600
+    # Credentials on the bus. `emoomni up` starts its nats-server with these (random ones when empty) and hands
+    # them to its services; set them to join a replica from elsewhere, or put them in NATS_URL
+    # (nats://user:password@host:4222) for an external NATS.
+    user: str = ""
+    password: str = ""
+    # JetStream storage of `emoomni up`'s nats-server (uploads survive a bus restart); empty: a private
+    # folder for the life of `emoomni up`.
+    store_dir: str = ""
+
+
+class TlsConfig(_Strict):
+    """PEM files. cert + key: every gRPC server (and `emoomni up`'s nats-server) speaks TLS."""
+
+    cert: str = ""
+    key: str = ""
+    # Set: mutual TLS, every client must present a certificate signed by this CA.
+    client_ca: str = ""
+    # What the stack's own clients (readiness probes, `speak --remote`) trust; empty: `cert` itself.
+    ca: str = ""
+    # The stack's own clients' certificate under mutual TLS.
+    client_cert: str = ""
+    client_key: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert and self.key)
+
+
+class SecurityConfig(_Strict):
+    """Who may call the stack and what it may read (emoomni/security.py)."""
+
+    tls: TlsConfig = TlsConfig()
+    # Bearer token required on every RPC except health (EMOOMNI_TOKEN); empty: no token check.
+    token: str = ""
+    # Folders under which the gateway accepts `MediaInput.path` (server-side files). Empty: none, callers
+    # upload their clips (as `emoomni chat` and the Python client do).
+    media_roots: list[str] = []
+    # A non-loopback listen address without TLS and a token is refused unless this is set (a private
+    # container network, as in compose.yaml).
+    allow_insecure_listen: bool = False
+
+
+class SupervisionConfig(_Strict):
+    """How `emoomni up` restarts crashed children (the nats-server and each service)."""
+
+    backoff_s: float = 0.5  # first restart delay, doubled per quick crash ...
+    max_backoff_s: float = 10.0  # ... up to this
+    # A child that crashes this many times in a row, each within `quick_crash_s` of its start, is given up on
+    # and the stack stops with an error that names it.
+    max_quick_crashes: int = 5
+    quick_crash_s: float = 60.0
+    # SIGTERM / Ctrl-C: children get this long to exit before they are killed.
+    stop_grace_s: float = 5.0
 
 
 class StackConfig(_Strict):
@@ -202,6 +259,8 @@ class StackConfig(_Strict):
     instruction: InstructionConfig = InstructionConfig()
     talker: TalkerConfig = TalkerConfig()
     triton: TritonConfig = TritonConfig()
+    security: SecurityConfig = SecurityConfig()
+    supervision: SupervisionConfig = SupervisionConfig()
     # Where tracing sends spans is set by the standard OTEL_EXPORTER_OTLP_ENDPOINT; this only names services.
     service_name_prefix: str = Field(default="emoomni", pattern=r"^[a-z][a-z0-9-]*$")
 
@@ -223,6 +282,10 @@ ENV_OVERRIDES = {
     "EMOOMNI_OMNI_PATH": "reasoning.omni.model_path",
     "EMOOMNI_OMNI_ADAPTER": "reasoning.omni.adapter_path",
     "TRITON_URL": "triton.url",
+    "EMOOMNI_TOKEN": "security.token",
+    "EMOOMNI_NATS_USER": "nats.user",
+    "EMOOMNI_NATS_PASSWORD": "nats.password",
+    "EMOOMNI_ALLOW_INSECURE_LISTEN": "security.allow_insecure_listen",
 }
 
 

@@ -18,12 +18,10 @@ def _instruction(args, cfg: StackConfig) -> instruction_pb2.AcousticInstruction:
     if not args.instruction.strip():
         return instruction_pb2.AcousticInstruction()
     if args.remote:
-        from emoomni.v1 import instruction_pb2_grpc
+        from emoomni.client import InstructionClient
 
-        with grpc.insecure_channel(cfg.services.instruction) as channel:
-            stub = instruction_pb2_grpc.InstructionStub(channel)
-            return stub.Map(instruction_pb2.MapRequest(strategy=args.instruction, language=args.language),
-                            timeout=30)
+        with InstructionClient(cfg.services.instruction) as client:
+            return client.map(args.instruction, args.language)
     from emoomni.services.instruction.core import InstructionCore
 
     return InstructionCore(cfg).map(args.instruction, args.language)

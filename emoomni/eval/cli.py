@@ -24,6 +24,9 @@ def add_parser(sub) -> None:
     ev.add_argument("--meld", metavar="ROOT", help="with `manifest`: a local MELD.Raw copy (test split)")
     ev.add_argument("--ch-sims", metavar="ROOT", help="with `manifest`: a local CH-SIMS-v2 copy (test split)")
     ev.add_argument("--limit", type=int, default=0, help="with `manifest`: keep the first N items")
+    from emoomni.cli import add_client_security
+
+    add_client_security(ev)
 
 
 def run(args, cfg) -> int:
