@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script: `benchmarks` is then not importable from its own folder
 
 from benchmarks.common import save, stack_processes, summary  # noqa: E402
-from benchmarks.talker_swap import TurnOutcome, _one_turn  # noqa: E402
+from benchmarks.talker_swap import run_clients  # noqa: E402
 from emoomni.supervisor import descendants  # noqa: E402
 
 
@@ -40,21 +39,8 @@ def stack_rss_mib() -> dict[str, float]:
 
 
 def run_soak(gateway: str, clip: Path, clients: int, seconds: float) -> dict:
-    outcomes: list[TurnOutcome] = []
-    lock = threading.Lock()
     stop_at = time.monotonic() + seconds
-
-    def client_loop() -> None:
-        while time.monotonic() < stop_at:
-            outcome = _one_turn(gateway, clip)
-            with lock:
-                outcomes.append(outcome)
-
-    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = run_clients(gateway, clip, clients, lambda done: time.monotonic() < stop_at)
     ok = [o for o in outcomes if o.ok]
     failed = [o.problem for o in outcomes if not o.ok]
     return {"turns": len(outcomes), "failed": len(failed), "failures": failed[:20],

@@ -19,6 +19,9 @@ from emoomni.v1 import agent_pb2, agent_pb2_grpc
 log = logging.getLogger(__name__)
 STAGES = ("perception", "reasoning", "instruction", "talker")
 READINESS_POLL_S = 1.0
+# A stage counts as gone after this many unanswered presence checks in a row: one slow answer on a loaded
+# machine must not flip the health (a dead replica's connection closes, so the next check fails at once).
+MISSES_TO_DOWN = 2
 
 
 class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
@@ -44,9 +47,12 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
         self._readiness = asyncio.create_task(self._watch_stages(health_servicer))
 
     async def _watch_stages(self, health_servicer: health.aio.HealthServicer) -> None:
+        misses = dict.fromkeys(STAGES, MISSES_TO_DOWN)  # none has answered yet
         while True:
             alive = await asyncio.gather(*(self.bus.stage_alive(stage) for stage in STAGES), return_exceptions=True)
-            missing = [stage for stage, ok in zip(STAGES, alive, strict=True) if ok is not True]
+            for stage, ok in zip(STAGES, alive, strict=True):
+                misses[stage] = 0 if ok is True else misses[stage] + 1
+            missing = [stage for stage in STAGES if misses[stage] >= MISSES_TO_DOWN]
             if missing != self.missing:
                 await set_serving(health_servicer, [self.grpc_service], serving=not missing)
                 if missing:
