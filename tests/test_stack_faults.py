@@ -68,13 +68,22 @@ def secure_stack(tmp_path_factory):
         deadline = time.monotonic() + 900
         while not all(health(stack, name) == "SERVING" for name in SERVICES):
             assert proc.poll() is None and time.monotonic() < deadline, stack["log"].read_text()[-3000:]
-            stack["health"].append({name: health(stack, name) for name in SERVICES})
+            # The gateway first: a stage probed after it that is SERVING was already so when the gateway was.
+            stack["health"].append({name: health(stack, name) for name in reversed(SERVICES)})
             time.sleep(0.5)
+        wait_for_line(stack, "EmoOmni is up")
         yield stack
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def wait_for_line(stack, text: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in stack["log"].read_text():
+        assert time.monotonic() < deadline, f"{text!r} not in the log: {stack['log'].read_text()[-2000:]}"
+        time.sleep(0.2)
 
 
 def health(stack, name: str) -> str:
@@ -149,7 +158,7 @@ def test_sigkill_mid_turn_ends_the_turn_fast_and_the_stack_recovers(secure_stack
     assert seconds < ENDS_WITHIN_S, (outcome, seconds)
     assert secure_stack["proc"].poll() is None, "emoomni up keeps running"
     wait_serving(secure_stack)  # restarted (or reconnected) within RECOVERY_S
-    assert f"{victim.split()[-1]} restarted" in secure_stack["log"].read_text()
+    wait_for_line(secure_stack, f"{victim.split()[-1]} restarted")
 
 
 def test_full_turn_from_the_cli_after_the_faults(secure_stack, english_clip, tmp_path):
@@ -167,9 +176,9 @@ def test_a_second_up_on_the_same_ports_exits_at_once(secure_stack, tmp_path):
     second = up(secure_stack["config"], tmp_path / "second.log")
     assert second.wait(timeout=60) != 0
     message = (tmp_path / "second.log").read_text()
-    port = secure_stack["addrs"]["gateway"].rsplit(":", 1)[1]
-    assert "already in use" in message and any(p in message for p in (port, *(
-        a.rsplit(":", 1)[1] for a in secure_stack["addrs"].values()))), message
+    config = yaml.safe_load(secure_stack["config"].read_text())
+    ports = [config["nats"]["url"].rsplit(":", 1)[1], *(a.rsplit(":", 1)[1] for a in secure_stack["addrs"].values())]
+    assert "already in use" in message and any(f"port {p} " in message for p in ports), message
     assert time.monotonic() - started < 30
     assert not descendants(second.pid)
     assert health(secure_stack, "gateway") == "SERVING", "the first stack is untouched"
