@@ -56,10 +56,10 @@ def _issue(subject: str, key, issuer: x509.Name, issuer_key, days: int, *, ca: b
 
 
 def make_certs(out: str | Path, hosts: list[str] | None = None, days: int = 365, ca_name: str = "EmoOmni CA") -> Path:
-    """Write ca.pem, server.pem/.key (valid for `hosts`, default 127.0.0.1 and localhost) and client.pem/.key."""
+    """Write ca.pem, server.pem/.key (valid for 127.0.0.1, localhost and `hosts`) and client.pem/.key."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    hosts = hosts or ["127.0.0.1", "localhost"]
+    hosts = list(dict.fromkeys(["127.0.0.1", "localhost", *(hosts or [])]))
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _issue(ca_name, ca_key, _name(ca_name), ca_key, days, ca=True)
     _write(out / "ca", ca, ca_key)

@@ -66,8 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="start nats-server and every service as its own supervised process")
     certs = sub.add_parser("certs", help="write a private CA, a server and a client certificate (for TLS)")
     certs.add_argument("--out", default="certs", help="folder (default: certs)")
-    certs.add_argument("--host", action="append", help="name or IP the server certificate is valid for "
-                       "(repeatable; default 127.0.0.1 and localhost)")
+    certs.add_argument("--host", action="append", help="a further name or IP the server certificate is valid "
+                       "for, besides 127.0.0.1 and localhost (repeatable)")
     serve = sub.add_parser("serve", help="run one service (used by `up`)")
     serve.add_argument("service", choices=["perception", "reasoning", "instruction", "talker", "gateway"])
     from emoomni.eval.cli import add_parser as add_eval_parser
