@@ -31,8 +31,8 @@ def stack_rss_mib() -> dict[str, float]:
             status = (Path("/proc") / str(pid) / "status").read_text()
         except OSError:
             continue
-        name = ("nats-server" if argv[0].endswith("nats-server") else
-                f"serve {argv[-1]}" if "serve" in argv else " ".join(argv[-2:]))
+        name = ("nats-server" if argv[0].endswith("nats-server") else f"serve {argv[-1]}" if "serve" in argv
+                else "emoomni up" if argv[-1] == "up" else " ".join(argv[-2:]))
         rss_kib = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:"))
         out[name] = round(rss_kib / 1024, 1)
     return out
