@@ -110,6 +110,8 @@ class Bus:
         bus = cls(None)
 
         async def on_disconnect() -> None:
+            if bus.nc is not None and (bus.nc.is_closed or bus.nc.is_draining):
+                return  # our own close, not an outage
             bus.outages += 1
             log.warning("%s lost the bus connection; reconnecting", name)
 
