@@ -27,7 +27,9 @@ def main() -> int:
     parser.add_argument("--input", choices=["upload", "path"], default="upload",
                         help="upload the clip's bytes (ConverseUpload) or send a path the server reads (Converse)")
     args = parser.parse_args()
-    with stack_processes() as (addrs, _):
+    # Server-side paths are read only under configured media roots: the clip's folder here.
+    roots = {"security": {"media_roots": [str(Path(args.clip).resolve().parent)]}} if args.input == "path" else {}
+    with stack_processes(config=roots) as (addrs, _):
         overhead, total, first_audio = [], [], []
         with Client(addrs["gateway"]) as client:
             client.run_turn(args.clip)  # warm-up turn, not counted

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from emoomni.sdk.commands import Command, fail
+from emoomni.sdk.commands import Command, add_client_security, fail
 
 
 class EvalCommand(Command):
@@ -36,6 +36,7 @@ def add_arguments(ev) -> None:
     ev.add_argument("--meld", metavar="ROOT", help="with `manifest`: a local MELD.Raw copy (test split)")
     ev.add_argument("--ch-sims", metavar="ROOT", help="with `manifest`: a local CH-SIMS-v2 copy (test split)")
     ev.add_argument("--limit", type=int, default=0, help="with `manifest`: keep the first N items")
+    add_client_security(ev)
 
 
 def run(args, cfg) -> int:

@@ -30,7 +30,9 @@ def test_every_service_runs_in_its_own_container_on_the_nats_bus():
         assert svc["depends_on"]["nats"]["condition"] == "service_started"
         # Only the gateway is reachable from the host; stages must stay free to scale.
         assert ("ports" in svc) == (name == "gateway")
-    assert services["gateway"]["ports"] == ["50051:50051"]
+    # Published on the host's loopback only: the services run without TLS inside the private network.
+    assert services["gateway"]["ports"] == ["127.0.0.1:50051:50051"]
+    assert all(services[name]["environment"]["EMOOMNI_ALLOW_INSECURE_LISTEN"] for name in service_names())
 
 
 def test_nats_runs_with_jetstream():

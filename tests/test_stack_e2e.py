@@ -65,14 +65,17 @@ def otlp():
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, otlp):
+def stack(tmp_path_factory, otlp, english_clip):
     """`emoomni up` on free ports; yields the gateway address."""
     _, otlp_port = otlp
     d = tmp_path_factory.mktemp("stack")
     addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
     # A 5 MB media limit: every shared clip fits (the largest is 3.5 MB), so the upload limit can be tested cheaply.
-    config = {"nats": {"url": f"nats://127.0.0.1:{free_port()}", "monitor_port": free_port()}, "services": addrs,
-              "limits": {"max_media_bytes": 5_000_000}}
+    # Server-side paths are allowed under the shared clips' folder only. The bus takes the given credentials.
+    nats_port = free_port()
+    config = {"nats": {"url": f"nats://127.0.0.1:{nats_port}", "monitor_port": free_port(), "user": "e2e",
+                       "password": "e2e-secret"}, "services": addrs,
+              "limits": {"max_media_bytes": 5_000_000}, "security": {"media_roots": [str(english_clip.parent)]}}
     (d / "stack.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}",
                OTEL_EXPORTER_OTLP_INSECURE="true")
@@ -83,7 +86,7 @@ def stack(tmp_path_factory, otlp):
     try:
         assert wait_until_serving(addrs, timeout_s=600), (d / "up.log").read_text()[-3000:]
         yield {"gateway": addrs["gateway"], "addrs": addrs, "proc": proc, "log": d / "up.log",
-               "nats": config["nats"]["url"]}
+               "nats": f"nats://e2e:e2e-secret@127.0.0.1:{nats_port}"}
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
@@ -177,8 +180,14 @@ def test_oversized_upload_and_server_side_path(stack, english_clip):
         with pytest.raises(grpc.RpcError) as err:
             list(client.converse(b"\0" * 6_000_000))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "over the 5 MB limit" in err.value.details()
-        # Converse with a path the server can read (same machine here): no upload at all.
+        # Converse with a path the server can read (same machine here, under its media root): no upload at all.
         events = list(client.converse_path(str(english_clip)))
+        with pytest.raises(grpc.RpcError) as outside:
+            list(client.converse_path(str(english_clip.parent / ".." / english_clip.parent.name / "x.mp4")))
+        assert outside.value.code() != grpc.StatusCode.PERMISSION_DENIED, "inside the root: only the file is missing"
+        with pytest.raises(grpc.RpcError) as outside:
+            list(client.converse_path("/etc/passwd"))
+        assert outside.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert events[-1].WhichOneof("event") == "done" and events[-1].done.ecot.response
 
 

@@ -420,7 +420,7 @@ def test_perception_and_talker_services_on_triton(spans, triton, english_clip, t
     nats = NatsServer().start()
     addrs = {name: f"127.0.0.1:{free_port()}" for name in ("perception", "talker")}
     config = {"nats": {"url": nats.url}, "services": addrs, "triton": {"url": server.url},
-              "talker": {"backend": "triton"},
+              "talker": {"backend": "triton"}, "security": {"media_roots": [str(english_clip.parent)]},
               "perception": {"asr": {"backend": "triton"}, "face": {"backend": "triton"}}}
     (tmp_path / "stack.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_grpc}",

@@ -1,5 +1,6 @@
 """The `emoomni` command: chat (one turn on a clip), speak (text + instruction to a WAV), talkers (list or
-switch engines), up (the multi-process stack), serve (one service), eval (EmoOmniEval, docs/eval.md).
+switch engines), up (the multi-process stack), serve (one service), certs (TLS material), eval (EmoOmniEval,
+docs/eval.md).
 
 Subcommands are found by entry point (group `emoomni.commands`, see emoomni.sdk.commands); this module holds
 the parser, the common start-up and the commands that run turns and services."""
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from emoomni.core.aio import run_async
-from emoomni.sdk.commands import Command, discover_commands, fail
+from emoomni.sdk.commands import Command, add_client_security, apply_client_security, discover_commands, fail
 
 
 class ChatCommand(Command):
@@ -27,6 +28,7 @@ class ChatCommand(Command):
         chat.add_argument("--out", default="out", help="output folder (default: out)")
         chat.add_argument("--context", default="", help="earlier conversation or scene notes")
         chat.add_argument("--remote", metavar="HOST:PORT", help="use a running stack instead of the embedded one")
+        add_client_security(chat)
         chat.add_argument("--json", action="store_true", help="print the turn as JSON on stdout")
         chat.add_argument("--talker", default="", help="talker engine for this turn (default: the active one)")
 
@@ -54,9 +56,26 @@ class ServeCommand(Command):
         serve.add_argument("service", choices=service_names())
 
     def run(self, args, cfg) -> int:
-        from emoomni.core.runtime import serve_forever
+        from emoomni.core.runtime import serve_process
 
-        run_async(serve_forever(args.service, cfg))
+        run_async(serve_process(args.service, cfg))  # exits the process with the service's exit code
+        return 1
+
+
+class CertsCommand(Command):
+    name = "certs"
+    help = "write a private CA, a server and a client certificate (for TLS)"
+
+    def add_arguments(self, certs: argparse.ArgumentParser) -> None:
+        certs.add_argument("--out", default="certs", help="folder (default: certs)")
+        certs.add_argument("--host", action="append", help="a further name or IP the server certificate is valid "
+                           "for, besides 127.0.0.1 and localhost (repeatable)")
+
+    def run(self, args, cfg) -> int:
+        from emoomni.core.certs import make_certs
+
+        out = make_certs(args.out, args.host)
+        print(f"wrote {out}/ca.pem, server.pem, server.key, client.pem, client.key (and the CA's key, ca.key)")
         return 0
 
 
@@ -109,6 +128,7 @@ def _quiet_libraries() -> None:
 def main(argv: list[str] | None = None) -> int:
     commands = discover_commands()
     args = _parser(commands).parse_args(argv)
+    apply_client_security(args)
     _quiet_libraries()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 
 from emoomni.core.config import StackConfig
-from emoomni.sdk.commands import Command, fail
+from emoomni.sdk.commands import Command, add_client_security, fail
 from emoomni.v1 import instruction_pb2, talker_pb2
 
 
@@ -18,12 +18,10 @@ def _instruction(args, cfg: StackConfig) -> instruction_pb2.AcousticInstruction:
     if not args.instruction.strip():
         return instruction_pb2.AcousticInstruction()
     if args.remote:
-        from emoomni.v1 import instruction_pb2_grpc
+        from emoomni.sdk.client import InstructionClient
 
-        with grpc.insecure_channel(cfg.services.instruction) as channel:
-            stub = instruction_pb2_grpc.InstructionStub(channel)
-            return stub.Map(instruction_pb2.MapRequest(strategy=args.instruction, language=args.language),
-                            timeout=30)
+        with InstructionClient(cfg.services.instruction) as client:
+            return client.map(args.instruction, args.language)
     from emoomni.services.instruction.core import InstructionCore
 
     return InstructionCore(cfg).map(args.instruction, args.language)
@@ -129,6 +127,7 @@ class SpeakCommand(Command):
         parser.add_argument("--language", default="en")
         parser.add_argument("--remote", metavar="HOST:PORT", help="a running talker service (`emoomni up`: :50064); "
                             "the instruction is then mapped by the stack's instruction service")
+        add_client_security(parser)
 
     def run(self, args, cfg: StackConfig) -> int:
         return speak(args, cfg)
@@ -141,6 +140,7 @@ class TalkersCommand(Command):
     def add_arguments(self, parser) -> None:
         parser.add_argument("--remote", metavar="HOST:PORT", help="a running talker service")
         parser.add_argument("--set", metavar="NAME", help="with --remote: load, warm and switch to this engine")
+        add_client_security(parser)
 
     def run(self, args, cfg: StackConfig) -> int:
         return talkers(args, cfg)

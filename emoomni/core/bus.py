@@ -3,6 +3,11 @@
 Every turn lives under ``emoomni.v1.turn.<turn_id>.<kind>``. A stage queue-subscribes to
 ``emoomni.v1.turn.*.<kind>`` for its input, so a second replica anywhere on the bus shares the work.
 The gateway subscribes to ``emoomni.v1.turn.<turn_id>.>`` and streams what it sees to the caller.
+
+Liveness: a work item carries an id (header ``Emoomni-Work``); the replica that took it publishes
+``<stage> <id> busy`` on ``emoomni.v1.turn.<turn_id>.alive`` every second while it works and ``... done``
+when it is finished, so the gateway sees at once when the replica holding a turn's work has died. Each
+replica also answers ``emoomni.v1.presence.<stage>``, which tells the gateway whether a stage is up at all.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ PREFIX = "emoomni.v1.turn"
 # Control messages that every replica of a stage receives (plain subscriptions, no queue group).
 TALKER_CONTROL = "emoomni.v1.control.talker"  # TalkerControl
 TALKER_STATUS = "emoomni.v1.control.talker.status"  # TalkerStatus, one per replica per control message
+PRESENCE = "emoomni.v1.presence"  # + .<stage>: answered by every ready replica (readiness)
+WORK_HEADER = "Emoomni-Work"
+HEARTBEAT_S = 1.0
 _TURN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -45,6 +53,7 @@ class Kind:
     AUDIO = "audio"  # TurnEvent(audio), talker -> gateway
     TIMING = "timing"  # TurnEvent(timing), every stage -> gateway
     ERROR = "error"  # TurnEvent(error), any stage -> gateway
+    ALIVE = "alive"  # b"<stage> <work id> busy|done", the replica holding a work item -> gateway
 
 
 def new_turn_id() -> str:
@@ -89,15 +98,39 @@ class StageUnavailable(Exception):
 class Bus:
     """One NATS connection with helpers for protobuf messages and trace context."""
 
-    def __init__(self, nc: NatsClient):
+    def __init__(self, nc: NatsClient | None):
         self.nc = nc
         self._media_store = None
+        # Bumped on every lost connection: a turn started before a bus outage cannot trust its subscriptions.
+        self.outages = 0
 
     @classmethod
-    async def connect(cls, url: str, name: str) -> Bus:
+    async def connect(cls, url: str, name: str, *, user: str = "", password: str = "", tls_ca: str = "") -> Bus:
+        """Connect, and keep reconnecting forever: after a nats-server restart every subscription comes back."""
+        bus = cls(None)
+
+        async def on_disconnect() -> None:
+            if bus.nc is not None and (bus.nc.is_closed or bus.nc.is_draining):
+                return  # our own close, not an outage
+            bus.outages += 1
+            log.warning("%s lost the bus connection; reconnecting", name)
+
+        async def on_reconnect() -> None:
+            bus._media_store = None  # JetStream contexts are per connection state
+            log.warning("%s reconnected to the bus", name)
+
+        options = {}
+        if user:
+            options.update(user=user, password=password)
+        if tls_ca:
+            import ssl
+
+            options["tls"] = ssl.create_default_context(cafile=tls_ca)
         nc = await nats.connect(url, name=name, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
-                                connect_timeout=5)
-        return cls(nc)
+                                connect_timeout=5, disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
+                                **options)
+        bus.nc = nc
+        return bus
 
     async def close(self) -> None:
         if not self.nc.is_closed:
@@ -107,18 +140,31 @@ class Bus:
         """Publish with the current span's trace context in the headers."""
         await self.nc.publish(subj, msg.SerializeToString(), headers=headers_with_trace())
 
-    async def dispatch(self, subj: str, msg: Message, stage: str, timeout_s: float = 5.0) -> None:
-        """Hand a work item to a stage and wait for a replica's acknowledgement (not for the work).
+    async def dispatch(self, subj: str, msg: Message, stage: str, timeout_s: float = 5.0, work_id: str = "") -> str:
+        """Hand a work item to a stage and wait for a replica's acknowledgement (not for the work); returns
+        the item's id, which the replica's heartbeats name.
 
         With no replica subscribed NATS answers "no responders" at once, so a missing stage ends the turn
         with a clear error instead of a silent wait until the deadline.
         """
+        work_id = work_id or uuid.uuid4().hex[:16]
+        headers = {**headers_with_trace(), WORK_HEADER: work_id}
         try:
-            await self.nc.request(subj, msg.SerializeToString(), timeout=timeout_s, headers=headers_with_trace())
+            for pause in (0.1, 0.3, None):
+                try:
+                    await self.nc.request(subj, msg.SerializeToString(), timeout=timeout_s, headers=headers)
+                    break
+                except NoRespondersError:
+                    # nats-server 2.15 now and then answers "no responders" to a request although a replica
+                    # is subscribed; a stage that is really missing is still reported within half a second.
+                    if pause is None:
+                        raise
+                    await asyncio.sleep(pause)
         except NoRespondersError as exc:
             raise StageUnavailable(f"no {stage} service is running on the bus") from exc
         except TimeoutError as exc:
             raise StageUnavailable(f"no {stage} replica acknowledged the work within {timeout_s:.0f} s") from exc
+        return work_id
 
     async def worker(self, kind: str, queue: str, handler: Handler, *, concurrent: int = 1) -> None:
         """Queue-subscribe to a work kind; acknowledge each item the moment it arrives (see `dispatch`), then
@@ -131,8 +177,15 @@ class Bus:
         tasks: set[asyncio.Task] = set()
 
         async def run(msg: Msg) -> None:
-            async with gate:
-                await handler(msg)
+            work_id = (msg.headers or {}).get(WORK_HEADER, "")
+            beat = asyncio.create_task(self._heartbeat(msg.subject, queue, work_id)) if work_id else None
+            try:
+                async with gate:
+                    await handler(msg)
+            finally:
+                if beat:
+                    beat.cancel()
+                    await self._alive(msg.subject, queue, work_id, "done")
 
         async def take(msg: Msg) -> None:
             if msg.reply:
@@ -143,6 +196,36 @@ class Bus:
 
         await self.nc.subscribe(work_subject(kind), queue=queue, cb=take)
         await self.nc.flush()  # the server knows the subscription before the stage reports itself ready
+
+    async def _heartbeat(self, work_subj: str, stage: str, work_id: str) -> None:
+        while True:
+            await self._alive(work_subj, stage, work_id, "busy")
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def _alive(self, work_subj: str, stage: str, work_id: str, state: str) -> None:
+        try:
+            await self.nc.publish(subject(turn_id_of(work_subj), Kind.ALIVE), f"{stage} {work_id} {state}".encode())
+        except Exception:  # the bus is down: the gateway learns that from its own connection
+            log.debug("heartbeat not sent", exc_info=True)
+
+    async def answer_presence(self, stage: str) -> None:
+        """Tell the gateway this replica of `stage` is ready (called once its workers are subscribed)."""
+
+        async def pong(msg: Msg) -> None:
+            await msg.respond(b"")
+
+        await self.nc.subscribe(f"{PRESENCE}.{stage}", cb=pong)
+        await self.nc.flush()
+
+    async def stage_alive(self, stage: str, timeout_s: float = 2.0) -> bool:
+        """Whether at least one replica of `stage` answers on the bus right now."""
+        if not self.nc.is_connected:
+            return False
+        try:
+            await self.nc.request(f"{PRESENCE}.{stage}", b"", timeout=timeout_s)
+            return True
+        except Exception:
+            return False
 
     async def media_store(self, bucket: str, ttl_s: int):
         """The JetStream object store where uploaded clips wait for perception (created on first use)."""

@@ -66,6 +66,10 @@ class DeadlinesConfig(_Strict):
     """Mapping the strategy to an acoustic instruction."""
     talker_sentence_s: float = 30.0
     """Speaking one sentence (between two of its chunks, while it streams)."""
+    stall_s: float = 6.0
+    """A replica working on a turn says so on the bus every second; when a work item of the turn goes this long
+    without a sign of life (its replica died), the gateway ends the turn with UNAVAILABLE at once instead of
+    waiting for `turn_s`."""
 
 
 class AsrConfig(_Strict):
@@ -274,6 +278,67 @@ class NatsConfig(_Strict):
     """Object-store bucket where the gateway puts uploaded media for perception replicas on other machines."""
     media_ttl_s: int = 600
     """Seconds an uploaded clip is kept in the object store at most."""
+    user: Annotated[str, EnvVar("EMOOMNI_NATS_USER")] = ""
+    """Credentials on the bus. `emoomni up` starts its nats-server with these (random ones when empty) and hands
+    them to its services; set them to join a replica from elsewhere, or put them in NATS_URL
+    (nats://user:password@host:4222) for an external NATS."""
+    password: Annotated[str, EnvVar("EMOOMNI_NATS_PASSWORD")] = ""
+    """The password that goes with `user`."""
+    store_dir: str = ""
+    """JetStream storage of `emoomni up`'s nats-server (uploads survive a bus restart); empty: a private folder
+    for the life of `emoomni up`."""
+
+
+class TlsConfig(_Strict):
+    """PEM files. cert + key: every gRPC server (and `emoomni up`'s nats-server) speaks TLS."""
+
+    cert: str = ""
+    """The servers' certificate (PEM)."""
+    key: str = ""
+    """The servers' private key (PEM)."""
+    client_ca: str = ""
+    """Set: mutual TLS, every client must present a certificate signed by this CA."""
+    ca: str = ""
+    """What the stack's own clients (readiness probes, `speak --remote`) trust; empty: `cert` itself."""
+    client_cert: str = ""
+    """The stack's own clients' certificate under mutual TLS."""
+    client_key: str = ""
+    """The key of `client_cert`."""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert and self.key)
+
+
+class SecurityConfig(_Strict):
+    """Who may call the stack and what it may read (emoomni/core/security.py)."""
+
+    tls: TlsConfig = TlsConfig()
+    """TLS material for every gRPC server and the stack's own clients."""
+    token: Annotated[str, EnvVar("EMOOMNI_TOKEN")] = ""
+    """Bearer token required on every RPC except health; empty: no token check."""
+    media_roots: list[str] = []
+    """Folders under which the gateway accepts `MediaInput.path` (server-side files). Empty: none, callers
+    upload their clips (as `emoomni chat` and the Python client do)."""
+    allow_insecure_listen: Annotated[bool, EnvVar("EMOOMNI_ALLOW_INSECURE_LISTEN")] = False
+    """A non-loopback listen address without TLS and a token is refused unless this is set (a private container
+    network, as in compose.yaml)."""
+
+
+class SupervisionConfig(_Strict):
+    """How `emoomni up` restarts crashed children (the nats-server and each service)."""
+
+    backoff_s: float = 0.5
+    """First restart delay, doubled per quick crash ..."""
+    max_backoff_s: float = 10.0
+    """... up to this."""
+    max_quick_crashes: int = 5
+    """A child that crashes this many times in a row, each within `quick_crash_s` of its start, is given up on
+    and the stack stops with an error that names it."""
+    quick_crash_s: float = 60.0
+    """A crash within this many seconds of the child's start counts as quick."""
+    stop_grace_s: float = 5.0
+    """SIGTERM / Ctrl-C: children get this long to exit before they are killed."""
 
 
 class StackConfig(BaseSettings):
@@ -291,6 +356,10 @@ class StackConfig(BaseSettings):
     instruction: InstructionConfig = InstructionConfig()
     talker: TalkerConfig = TalkerConfig()
     triton: TritonConfig = TritonConfig()
+    security: SecurityConfig = SecurityConfig()
+    """TLS, bearer token, media roots."""
+    supervision: SupervisionConfig = SupervisionConfig()
+    """Restarts of crashed children by `emoomni up`."""
     service_name_prefix: str = Field(default="emoomni", pattern=r"^[a-z][a-z0-9-]*$")
     """Where tracing sends spans is set by the standard OTEL_EXPORTER_OTLP_ENDPOINT; this only names services."""
 

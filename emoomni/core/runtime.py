@@ -18,51 +18,96 @@ from emoomni.core.bus import Bus
 from emoomni.core.config import StackConfig
 from emoomni.core.natsserver import NatsServer
 from emoomni.core.registry import service_class, service_names
+from emoomni.core.security import InsecureListen, bind, check_listen
 from emoomni.core.service import StageService, grpc_server, set_serving
 from emoomni.core.telemetry import shutdown_tracing
 
 log = logging.getLogger(__name__)
 
+EXIT_CONFIG = 2  # `emoomni serve` refused its configuration (e.g. an unsafe listen address)
+EXIT_PORT_BUSY = 3  # `emoomni serve` could not bind its gRPC port
+
 async def start_service(name: str, cfg: StackConfig, nats_url: str, grpc_addr: str | None,
                         service: StageService | None = None):
-    """Load a service's models, join the bus and (optionally) serve gRPC. Returns (service, server, bus)."""
-    if service is None:
-        service = service_class(name)(cfg)
-        await asyncio.to_thread(service.load)
-    bus = await Bus.connect(nats_url, name=f"emoomni-{name}")
-    await service.attach(bus)
-    server = None
+    """Load a service's models, join the bus and (optionally) serve gRPC. Returns (service, server, bus).
+
+    A `service` passed in is already loaded. The gRPC port is bound before the models load, so a taken port or
+    an unsafe address fails in a second."""
+    preloaded = service is not None
+    service = service or service_class(name)(cfg)
+    server = health = None
     if grpc_addr:
-        server, health = grpc_server([service.grpc_service], traced=getattr(service, "trace_rpcs", True))
+        check_listen(grpc_addr, cfg.security)
+        server, health = grpc_server([service.grpc_service], traced=getattr(service, "trace_rpcs", True),
+                                     security=cfg.security)
         service.add_to_grpc(server)
-        if server.add_insecure_port(grpc_addr) == 0:
-            raise OSError(f"cannot listen on {grpc_addr}")
+        bind(server, grpc_addr, cfg.security)
+    if not preloaded:
+        await asyncio.to_thread(service.load)
+    bus = await Bus.connect(nats_url, name=f"emoomni-{name}", user=cfg.nats.user, password=cfg.nats.password,
+                            tls_ca=nats_tls_ca(cfg))
+    await service.attach(bus)
+    await bus.answer_presence(name)
+    if server is not None:
+        await set_serving(health, [service.grpc_service], serving=False)  # until keep_health says otherwise
         await server.start()
-        await set_serving(health, [service.grpc_service])
+        await service.keep_health(health)
     return service, server, bus
 
 
-async def serve_forever(name: str, cfg: StackConfig) -> None:
-    """`emoomni serve NAME`: one service in this process until SIGINT/SIGTERM."""
+def nats_tls_ca(cfg: StackConfig) -> str:
+    """The CA to verify a TLS nats-server with: the stack's own when the URL asks for TLS."""
+    if not cfg.nats.url.startswith("tls://"):
+        return ""
+    return cfg.security.tls.ca or cfg.security.tls.cert
+
+
+async def serve_forever(name: str, cfg: StackConfig) -> int:
+    """`emoomni serve NAME`: one service in this process until SIGINT/SIGTERM. Exit codes: 0 stopped,
+    EXIT_PORT_BUSY when the gRPC port is taken, EXIT_CONFIG when the listen address is unsafe."""
     addr = getattr(cfg.services, name)
-    _, server, bus = await start_service(name, cfg, cfg.nats.url, addr)
-    log.info("%s serving gRPC on %s, bus %s", name, addr, cfg.nats.url)
-    print(f"emoomni {name}: ready on {addr}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        _, server, bus = await start_service(name, cfg, cfg.nats.url, addr)
+    except InsecureListen as exc:
+        print(f"emoomni {name}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG
+    except OSError as exc:
+        print(f"emoomni {name}: {exc}", file=sys.stderr, flush=True)
+        return EXIT_PORT_BUSY
+    log.info("%s serving gRPC on %s, bus %s", name, addr, cfg.nats.url)
+    print(f"emoomni {name}: ready on {addr}", flush=True)
     await stop.wait()
-    await server.stop(grace=2)
-    await bus.close()
-    shutdown_tracing()
+    # Bounded steps: a model thread still busy with a turn must not hold the process past the stack's
+    # shutdown budget (the caller's stream has already ended with the server).
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(server.stop(grace=1), timeout=2)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(bus.close(), timeout=1)
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.to_thread(shutdown_tracing), timeout=2)
+    return 0
+
+
+async def serve_process(name: str, cfg: StackConfig) -> None:
+    """`emoomni serve NAME` as a process: ends it as soon as the service has stopped, without waiting for
+    model threads still busy with abandoned work (they would delay the exit by tens of seconds)."""
+    code = await serve_forever(name, cfg)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class EmbeddedAgent:
     """All services in this process over a private nats-server; `core` runs turns without gRPC."""
 
     def __init__(self, cfg: StackConfig):
-        self.cfg = cfg
+        # In one process the caller is the local user, who may read any of their own files.
+        self.cfg = cfg.model_copy(deep=True)
+        self.cfg.security.media_roots = ["/"]
         self.nats = NatsServer()
         self._parts: list = []
 
@@ -99,50 +144,108 @@ class EmbeddedAgent:
 
 
 def run_stack(cfg: StackConfig, config_path: str | None, ready_timeout_s: float = 600.0) -> int:
-    """`emoomni up`: nats-server on the configured port and every service as its own process."""
+    """`emoomni up`: a private nats-server and every service as its own supervised process (emoomni/supervisor.py).
+
+    Exits at once, naming the port, when a port is taken; refuses an unsafe listen address; restarts crashed
+    children; stops everything within seconds on SIGTERM/Ctrl-C, and its children die with it even on SIGKILL."""
+    import secrets
+    import tempfile
     from urllib.parse import urlparse
 
+    from emoomni.core.supervisor import GiveUp, PortBusy, Supervisor, die_with_parent, ensure_port_free
+
     url = urlparse(cfg.nats.url)
-    nats = NatsServer(host=url.hostname or "127.0.0.1", port=url.port or 4222, monitor_port=cfg.nats.monitor_port)
-    nats.start()
-    print(f"nats-server on {cfg.nats.url} (monitoring http://{nats.host}:{cfg.nats.monitor_port})", flush=True)
-    env = dict(os.environ, NATS_URL=cfg.nats.url)
+    nats_host, nats_port = url.hostname or "127.0.0.1", url.port or 4222
+    addrs = {name: getattr(cfg.services, name) for name in service_names()}
+    tls = cfg.security.tls
+    try:
+        for addr in addrs.values():
+            check_listen(addr, cfg.security)
+        if not tls.enabled:
+            check_listen(f"{nats_host}:{nats_port}", cfg.security)
+        ports = [(nats_host, nats_port, "nats-server")]
+        if cfg.nats.monitor_port:
+            ports.append((nats_host, cfg.nats.monitor_port, "nats-server monitoring"))
+        for name, addr in addrs.items():
+            host, _, port = addr.rpartition(":")
+            ports.append((host.strip("[]") or "0.0.0.0", int(port), f"{name} gRPC"))
+        for host, port, what in ports:
+            ensure_port_free(host, port, what)
+    except (InsecureListen, PortBusy) as exc:
+        print(f"emoomni up: {exc}", file=sys.stderr, flush=True)
+        return EXIT_CONFIG if isinstance(exc, InsecureListen) else 1
+
+    # The bus is private to this stack: only clients holding these credentials may join it.
+    user, password = cfg.nats.user or "emoomni", cfg.nats.password or secrets.token_urlsafe(24)
+    store = None if cfg.nats.store_dir else tempfile.TemporaryDirectory(prefix="emoomni-up-")
+    me = os.getpid()
+    nats = NatsServer(host=nats_host, port=nats_port, monitor_port=cfg.nats.monitor_port,
+                      store_dir=cfg.nats.store_dir or store.name, user=user, password=password,
+                      tls_cert=tls.cert if tls.enabled else "", tls_key=tls.key if tls.enabled else "",
+                      preexec_fn=die_with_parent(me))
+    env = dict(os.environ, NATS_URL=f"{'tls' if tls.enabled else 'nats'}://{nats_host}:{nats_port}",
+               EMOOMNI_NATS_USER=user, EMOOMNI_NATS_PASSWORD=password)
     if config_path:
         env["EMOOMNI_CONFIG"] = str(config_path)
-    procs: dict[str, subprocess.Popen] = {}
+    supervisor = Supervisor(cfg.supervision)
+    supervisor.add("nats-server", lambda: nats.start().proc)
+    for name in addrs:
+        supervisor.add(name, lambda name=name: subprocess.Popen(
+            [sys.executable, "-m", "emoomni", "serve", name], env=env, start_new_session=True,
+            preexec_fn=die_with_parent(me)), fatal_codes=(EXIT_CONFIG, EXIT_PORT_BUSY))
+
+    def stop_signal(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop_signal)
+    signal.signal(signal.SIGHUP, stop_signal)
     try:
-        for name in service_names():
-            procs[name] = subprocess.Popen([sys.executable, "-m", "emoomni", "serve", name], env=env,
-                                           start_new_session=True)
-        if not wait_until_serving({n: getattr(cfg.services, n) for n in procs}, procs, ready_timeout_s):
-            return 1
+        supervisor.start_all()
+        print(f"nats-server on {env['NATS_URL']} (monitoring http://{nats_host}:{cfg.nats.monitor_port})", flush=True)
+        deadline = time.monotonic() + ready_timeout_s
+        while not all(serving(addr, cfg) for addr in addrs.values()):
+            if time.monotonic() > deadline:
+                print(f"emoomni up: not serving after {ready_timeout_s:.0f} s", file=sys.stderr, flush=True)
+                return 1
+            supervisor.poll()
+            time.sleep(0.3)
         print(f"EmoOmni is up: Agent API on {cfg.services.gateway}. Ctrl-C stops everything.", flush=True)
-        while all(p.poll() is None for p in procs.values()):
-            time.sleep(0.5)
-        dead = [n for n, p in procs.items() if p.poll() is not None]
-        print(f"service(s) exited: {', '.join(dead)}; stopping the stack", file=sys.stderr)
+        while True:
+            supervisor.poll()
+            time.sleep(0.2)
+    except GiveUp as exc:
+        print(f"emoomni up: {exc}", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
         print("\nstopping...", flush=True)
         return 0
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # a second Ctrl-C must not cut the shutdown short
+        supervisor.stop()
         nats.stop()
+        if store:
+            store.cleanup()
 
 
-def wait_until_serving(addrs: dict[str, str], procs: dict[str, subprocess.Popen] | None = None,
-                       timeout_s: float = 600.0) -> bool:
-    """Poll each service's gRPC health check until all report SERVING."""
+def serving(addr: str, cfg: StackConfig | None = None) -> bool:
+    """Whether the gRPC server at `addr` reports SERVING (health needs no token; TLS per `cfg`)."""
     import grpc
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+    from emoomni.core.security import stack_channel
+
+    try:
+        with (stack_channel(addr, cfg) if cfg else grpc.insecure_channel(addr)) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+def wait_until_serving(addrs: dict[str, str], procs: dict[str, subprocess.Popen] | None = None,
+                       timeout_s: float = 600.0, cfg: StackConfig | None = None) -> bool:
+    """Poll each service's gRPC health check until all report SERVING."""
     deadline = time.monotonic() + timeout_s
     pending = dict(addrs)
     while pending and time.monotonic() < deadline:
@@ -150,13 +253,8 @@ def wait_until_serving(addrs: dict[str, str], procs: dict[str, subprocess.Popen]
             if procs and procs[name].poll() is not None:
                 print(f"{name} exited with code {procs[name].returncode} while starting", file=sys.stderr)
                 return False
-            try:
-                with grpc.insecure_channel(addr) as channel:
-                    reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    pending.pop(name)
-            except grpc.RpcError:
-                pass
+            if serving(addr, cfg):
+                pending.pop(name)
         time.sleep(0.3)
     if pending:
         print(f"not serving after {timeout_s:.0f} s: {', '.join(pending)}", file=sys.stderr)

@@ -22,9 +22,10 @@ from opentelemetry import trace
 
 from emoomni.core import bus as busmod
 from emoomni.core.bus import Bus, Kind, span_from_msg, subject
-from emoomni.core.config import StackConfig
+from emoomni.core.config import SecurityConfig, StackConfig
 from emoomni.core.limits import MAX_GRPC_MESSAGE
 from emoomni.core.media import MediaError
+from emoomni.core.security import PathNotAllowed, check_media_path, server_interceptors
 from emoomni.core.telemetry import tracer_for
 from emoomni.v1 import agent_pb2, media_pb2
 
@@ -36,6 +37,8 @@ class StageTimeout(Exception):
 
 
 def grpc_code_for(exc: BaseException) -> grpc.StatusCode:
+    if isinstance(exc, PathNotAllowed):
+        return grpc.StatusCode.PERMISSION_DENIED
     if isinstance(exc, (MediaError, ValueError, KeyError)):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(exc, (StageTimeout, asyncio.TimeoutError, TimeoutError)):
@@ -76,13 +79,18 @@ class StageService(ABC):
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         """Register the stage's gRPC servicer."""
 
+    async def keep_health(self, health_servicer: health.aio.HealthServicer) -> None:
+        """Report SERVING: a stage is ready once loaded and on the bus (the gateway overrides this, as it is
+        ready only while every stage is)."""
+        await set_serving(health_servicer, [self.grpc_service])
+
     # Helpers for workers -------------------------------------------------------------------------
 
     async def media_source(self, media: media_pb2.MediaInput) -> tuple[str | None, bytes | None]:
         """(path, data) of a clip: a path or inline bytes as sent, or an upload fetched from the bus's store."""
         which = media.WhichOneof("source")
         if which == "path":
-            return media.path, None
+            return check_media_path(media.path, self.cfg.security.media_roots), None
         if which == "data":
             return None, media.data
         if which == "object_name":
@@ -155,14 +163,18 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-def grpc_server(services_names: list[str], traced: bool = True) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
-    """An aio gRPC server with health checking, reflection and (if `traced`) OpenTelemetry RPC spans."""
-    interceptors = []
+def grpc_server(services_names: list[str], traced: bool = True,
+                security: SecurityConfig | None = None) -> tuple[grpc.aio.Server, health.aio.HealthServicer]:
+    """An aio gRPC server with health checking, reflection, the bearer-token check of `security` and (if
+    `traced`) OpenTelemetry RPC spans. It binds its port exclusively: without SO_REUSEPORT a second stack
+    cannot silently share the port and split the traffic."""
+    interceptors = server_interceptors(security) if security else []
     if traced:
         from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
         interceptors.append(aio_server_interceptor())
     server = grpc.aio.server(interceptors=interceptors, options=[
+        ("grpc.so_reuseport", 0),
         ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
         ("grpc.max_send_message_length", MAX_GRPC_MESSAGE)])
     health_servicer = health.aio.HealthServicer()
@@ -171,6 +183,7 @@ def grpc_server(services_names: list[str], traced: bool = True) -> tuple[grpc.ai
     return server, health_servicer
 
 
-async def set_serving(health_servicer: health.aio.HealthServicer, names: list[str]) -> None:
+async def set_serving(health_servicer: health.aio.HealthServicer, names: list[str], serving: bool = True) -> None:
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
     for name in ["", *names]:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(name, status)

@@ -4,18 +4,31 @@
     with Client("127.0.0.1:50051") as client:
         result = client.run_turn("clip.mp4")          # or iterate client.converse(...) for live events
         print(result.done.ecot.response)
+
+A secured stack (docs/architecture.md, "Security"): Client("host:50051", tls_ca="ca.pem", token="...") or the
+environment variables EMOOMNI_TLS_CA, EMOOMNI_TOKEN (and EMOOMNI_CLIENT_CERT / EMOOMNI_CLIENT_KEY for mutual TLS).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 
+from emoomni.core.channels import client_channel
 from emoomni.core.limits import MAX_GRPC_MESSAGE
 from emoomni.sdk.result import TurnResult
-from emoomni.v1 import agent_pb2, agent_pb2_grpc, instruction_pb2, media_pb2, talker_pb2, talker_pb2_grpc
+from emoomni.v1 import (
+    agent_pb2,
+    agent_pb2_grpc,
+    instruction_pb2,
+    instruction_pb2_grpc,
+    media_pb2,
+    talker_pb2,
+    talker_pb2_grpc,
+)
 
 UPLOAD_CHUNK = 256 * 1024
 
@@ -30,13 +43,22 @@ def _trace_metadata() -> list[tuple[str, str]]:
 
 
 class _Channel:
-    """One gRPC channel with the stack's message-size limits, usable as a context manager."""
+    """One gRPC channel with the stack's message-size limits, usable as a context manager.
 
-    def __init__(self, target: str, timeout_s: float):
+    TLS when a CA is given (`tls_ca` or EMOOMNI_TLS_CA), a client certificate for mutual TLS (`client_cert` /
+    `client_key` or EMOOMNI_CLIENT_CERT / EMOOMNI_CLIENT_KEY), and a bearer token (`token` or EMOOMNI_TOKEN)."""
+
+    def __init__(self, target: str, timeout_s: float, tls_ca: str | None = None, token: str | None = None,
+                 client_cert: str | None = None, client_key: str | None = None):
         self.timeout_s = timeout_s
-        self.channel = grpc.insecure_channel(target, options=[
-            ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
-            ("grpc.max_send_message_length", MAX_GRPC_MESSAGE)])
+        env = os.environ.get
+        self.channel = client_channel(
+            target, tls_ca=env("EMOOMNI_TLS_CA", "") if tls_ca is None else tls_ca,
+            token=env("EMOOMNI_TOKEN", "") if token is None else token,
+            client_cert=env("EMOOMNI_CLIENT_CERT", "") if client_cert is None else client_cert,
+            client_key=env("EMOOMNI_CLIENT_KEY", "") if client_key is None else client_key,
+            options=[("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
+                     ("grpc.max_send_message_length", MAX_GRPC_MESSAGE)])
 
     def close(self) -> None:
         self.channel.close()
@@ -49,8 +71,8 @@ class _Channel:
 
 
 class Client(_Channel):
-    def __init__(self, target: str = "127.0.0.1:50051", timeout_s: float = 180.0):
-        super().__init__(target, timeout_s)
+    def __init__(self, target: str = "127.0.0.1:50051", timeout_s: float = 180.0, **security):
+        super().__init__(target, timeout_s, **security)
         self.stub = agent_pb2_grpc.AgentStub(self.channel)
 
     def wait_ready(self, timeout_s: float = 30.0) -> None:
@@ -90,8 +112,8 @@ class Client(_Channel):
 class TalkerClient(_Channel):
     """The `Talker` service: speak text with an instruction, list engines, switch the active one."""
 
-    def __init__(self, target: str = "127.0.0.1:50064", timeout_s: float = 120.0):
-        super().__init__(target, timeout_s)
+    def __init__(self, target: str = "127.0.0.1:50064", timeout_s: float = 120.0, **security):
+        super().__init__(target, timeout_s, **security)
         self.stub = talker_pb2_grpc.TalkerStub(self.channel)
 
     def speak(self, text: str, instruction: instruction_pb2.AcousticInstruction | None = None,
@@ -104,3 +126,14 @@ class TalkerClient(_Channel):
 
     def set_active(self, name: str) -> talker_pb2.SetActiveTalkerResponse:
         return self.stub.SetActiveTalker(talker_pb2.SetActiveTalkerRequest(name=name), timeout=self.timeout_s)
+
+
+class InstructionClient(_Channel):
+    """The `Instruction` service: an instruction or strategy text mapped to acoustic controls."""
+
+    def __init__(self, target: str = "127.0.0.1:50063", timeout_s: float = 30.0, **security):
+        super().__init__(target, timeout_s, **security)
+        self.stub = instruction_pb2_grpc.InstructionStub(self.channel)
+
+    def map(self, text: str, language: str = "en") -> instruction_pb2.AcousticInstruction:
+        return self.stub.Map(instruction_pb2.MapRequest(strategy=text, language=language), timeout=self.timeout_s)

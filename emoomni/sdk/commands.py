@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
@@ -54,3 +55,26 @@ def discover_commands() -> dict[str, Command]:
         except Exception as exc:
             log.warning("emoomni command %r could not be imported: %s", ep.name, exc)
     return found
+
+
+# Client-side security flags and the environment variables they set (read by emoomni.sdk.client).
+CLIENT_SECURITY = {"tls_ca": "EMOOMNI_TLS_CA", "token": "EMOOMNI_TOKEN", "client_cert": "EMOOMNI_CLIENT_CERT",
+                   "client_key": "EMOOMNI_CLIENT_KEY"}
+
+
+def add_client_security(parser: argparse.ArgumentParser) -> None:
+    """--tls-ca / --token / --client-cert / --client-key for commands that call a running stack."""
+    group = parser.add_argument_group("calling a secured stack (README, Running unattended)")
+    group.add_argument("--tls-ca", metavar="PEM", help="CA that signed the server's certificate: use TLS "
+                       "($EMOOMNI_TLS_CA)")
+    group.add_argument("--token", help="bearer token ($EMOOMNI_TOKEN)")
+    group.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS ($EMOOMNI_CLIENT_CERT)")
+    group.add_argument("--client-key", metavar="PEM", help="its private key ($EMOOMNI_CLIENT_KEY)")
+
+
+def apply_client_security(args: argparse.Namespace) -> None:
+    """Flags win over the environment; every client made in this process then uses them."""
+    for attr, var in CLIENT_SECURITY.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            os.environ[var] = value

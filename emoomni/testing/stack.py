@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,13 +20,16 @@ from emoomni.core.runtime import wait_until_serving
 
 @contextlib.contextmanager
 def running_stack(timeout_s: float = 600.0, config: dict | None = None):
-    """`emoomni up` on free ports, without tracing; yields (service addresses, NATS URL) once every service
-    serves, and stops the stack with Ctrl-C (SIGINT) afterwards. `config` adds stack config sections."""
+    """`emoomni up` on free ports, without tracing; yields (service addresses, NATS URL with the bus credentials)
+    once every service serves, and stops the stack with Ctrl-C (SIGINT) afterwards. `config` adds stack config
+    sections."""
     tmp = Path(tempfile.mkdtemp(prefix="emoomni-stack-"))
     addrs = {name: f"127.0.0.1:{free_port()}" for name in service_names()}
-    nats_url = f"nats://127.0.0.1:{free_port()}"
-    (tmp / "stack.yaml").write_text(yaml.safe_dump({**(config or {}), "services": addrs,
-                                                    "nats": {"url": nats_url, "monitor_port": free_port()}}))
+    port, password = free_port(), secrets.token_urlsafe(16)
+    # The stack's bus takes only clients with its credentials; the yielded URL carries them.
+    nats_url = f"nats://emoomni:{password}@127.0.0.1:{port}"
+    (tmp / "stack.yaml").write_text(yaml.safe_dump({**(config or {}), "services": addrs, "nats": {
+        "url": f"nats://127.0.0.1:{port}", "monitor_port": free_port(), "user": "emoomni", "password": password}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import nats
@@ -64,6 +65,28 @@ def _one_turn(gateway: str, clip: Path) -> TurnOutcome:
     return outcome
 
 
+def run_clients(gateway: str, clip: Path, clients: int, more: Callable[[int], bool]) -> list[TurnOutcome]:
+    """`clients` threads, each running turns back to back while `more(turns it has done)` holds (also the soak
+    benchmark's load)."""
+    outcomes: list[TurnOutcome] = []
+    lock = threading.Lock()
+
+    def client_loop() -> None:
+        done = 0
+        while more(done):
+            outcome = _one_turn(gateway, clip)
+            done += 1
+            with lock:
+                outcomes.append(outcome)
+
+    workers = [threading.Thread(target=client_loop) for _ in range(clients)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return outcomes
+
+
 async def _swapper(nats_url: str, talker_addr: str, engines: list[str], every_s: float, stop: threading.Event,
                    report: dict) -> None:
     nc = await nats.connect(nats_url)
@@ -106,20 +129,7 @@ def run_swap_load(gateway: str, talker_addr: str, nats_url: str, clip: Path, cli
     swapper = threading.Thread(target=asyncio.run, args=(_swapper(nats_url, talker_addr, list(engines), every_s,
                                                                    stop, swap_state),))
     swapper.start()
-    outcomes: list[TurnOutcome] = []
-    lock = threading.Lock()
-
-    def client_loop() -> None:
-        for _ in range(turns):
-            outcome = _one_turn(gateway, clip)
-            with lock:
-                outcomes.append(outcome)
-
-    workers = [threading.Thread(target=client_loop) for _ in range(clients)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
+    outcomes = run_clients(gateway, clip, clients, lambda done: done < turns)
     stop.set()
     swapper.join()
     with TalkerClient(talker_addr) as rpc:

@@ -8,19 +8,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import time
 from collections.abc import AsyncIterator
 
 from opentelemetry import trace
 
-from emoomni.core.bus import Bus, Kind, StageUnavailable, deadline_in, new_turn_id, subject, valid_turn_id
+from emoomni.core.bus import WORK_HEADER, Bus, Kind, StageUnavailable, deadline_in, new_turn_id, subject, valid_turn_id
 from emoomni.core.config import StackConfig
 from emoomni.core.media import MediaError
+from emoomni.core.security import check_media_path
 from emoomni.core.telemetry import tracer_for
 from emoomni.services.gateway.turn import TurnAssembler
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
 
 _FORWARDED = (Kind.PERCEPTION, Kind.ECOT, Kind.STRATEGY, Kind.INSTRUCTION, Kind.SPEAK, Kind.AUDIO, Kind.TIMING,
-              Kind.ERROR)
+              Kind.ERROR, Kind.ALIVE)
+# Work items of a turn that the gateway sees being handed on (beyond the request it sends itself).
+_WORK = {Kind.PERCEPTION: "reasoning", Kind.STRATEGY: "instruction", Kind.SPEAK: "talker"}
 _PAYLOAD_MARGIN = 64 * 1024  # room for the rest of the TurnRequest and the headers
 
 _TALKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -52,6 +56,8 @@ class GatewayCore:
         which = request.media.WhichOneof("source")
         if which is None:
             raise MediaError("no media given: send a path, inline bytes or an upload")
+        if which == "path":  # before any other look at the path: refused paths must all look the same
+            check_media_path(request.media.path, self.cfg.security.media_roots)
         if which == "data" and not request.media.data:
             raise MediaError("the media is empty (0 bytes)")
         if which == "data" and len(request.media.data) > limits.max_media_bytes:
@@ -78,7 +84,7 @@ class GatewayCore:
         inbox: asyncio.Queue = asyncio.Queue()
 
         async def on_message(msg) -> None:
-            inbox.put_nowait((msg.subject.rsplit(".", 1)[-1], msg.data))
+            inbox.put_nowait((msg.subject.rsplit(".", 1)[-1], msg.data, msg.headers))
 
         with self.tracer.start_as_current_span("turn", kind=trace.SpanKind.SERVER) as span:
             span.set_attribute("emoomni.turn_id", turn_id)
@@ -87,9 +93,10 @@ class GatewayCore:
             subs = [await self.bus.nc.subscribe(subject(turn_id, kind), cb=on_message) for kind in _FORWARDED]
             try:
                 deadline_ns = deadline_in(self.cfg.deadlines.turn_s)
+                watch = WorkWatch(self.cfg.deadlines.stall_s, self.bus.outages)
                 media = await self._media_for_bus(turn_id, request.media)
                 try:
-                    await self.bus.dispatch(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
+                    work_id = await self.bus.dispatch(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
                         turn_id=turn_id, media=media, context=request.context, deadline_unix_ns=deadline_ns,
                         talker=request.talker),
                         "perception")
@@ -97,7 +104,8 @@ class GatewayCore:
                     error = agent_pb2.TurnError(code="UNAVAILABLE", message=str(exc), stage="gateway")
                     yield agent_pb2.TurnEvent(turn_id=turn_id, error=error)
                     raise TurnFailed(error.code, error.message, error.stage) from exc
-                async for event in self._events(assembler, inbox, deadline_ns):
+                watch.handed("perception", work_id)
+                async for event in self._events(assembler, inbox, deadline_ns, watch):
                     yield event
                 if assembler.error is not None:
                     err = assembler.error
@@ -114,20 +122,74 @@ class GatewayCore:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
 
-    async def _events(self, assembler: TurnAssembler, inbox: asyncio.Queue,
-                      deadline_ns: int) -> AsyncIterator[agent_pb2.TurnEvent]:
+    async def _events(self, assembler: TurnAssembler, inbox: asyncio.Queue, deadline_ns: int,
+                      watch: WorkWatch) -> AsyncIterator[agent_pb2.TurnEvent]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + (deadline_ns - assembler.started_ns) / 1e9
         while not assembler.complete:
-            try:
-                kind, data = await asyncio.wait_for(inbox.get(), timeout=max(0.001, deadline - loop.time()))
-            except TimeoutError:
-                assembler.error = agent_pb2.TurnError(
-                    code="DEADLINE_EXCEEDED", stage="gateway",
-                    message=f"the turn did not finish within {self.cfg.deadlines.turn_s:.0f} s")
+            problem = watch.problem(self.bus)
+            if problem is None and loop.time() >= deadline:
+                problem = ("DEADLINE_EXCEEDED", "gateway",
+                           f"the turn did not finish within {self.cfg.deadlines.turn_s:.0f} s")
+            if problem is not None:
+                code, stage, message = problem
+                assembler.error = agent_pb2.TurnError(code=code, stage=stage, message=message)
                 yield agent_pb2.TurnEvent(turn_id=assembler.turn_id, error=assembler.error)
                 return
+            try:
+                kind, data, headers = await asyncio.wait_for(
+                    inbox.get(), timeout=max(0.001, min(WorkWatch.CHECK_S, deadline - loop.time())))
+            except TimeoutError:
+                continue
+            if kind == Kind.ALIVE:
+                watch.heartbeat(data)
+                continue
+            if kind in _WORK and headers and headers.get(WORK_HEADER):
+                watch.handed(_WORK[kind], headers[WORK_HEADER])
             for event in assembler.handle(kind, data):
                 yield event
             if assembler.error is not None:
                 return
+
+
+class WorkWatch:
+    """The turn's work items in the hands of some replica, and when each last showed a sign of life.
+
+    An item whose replica died (kill -9, out of memory) stops beating; the turn then ends with UNAVAILABLE
+    after `stall_s` instead of at its deadline. A bus outage loses the turn's messages, so it ends the turn
+    at once."""
+
+    CHECK_S = 0.5
+
+    def __init__(self, stall_s: float, outages: int):
+        self.stall_s = stall_s
+        self.outages = outages
+        self.items: dict[str, tuple[str, float]] = {}  # work id -> (stage, last sign of life)
+        self.finished: set[str] = set()
+
+    def handed(self, stage: str, work_id: str) -> None:
+        if work_id not in self.finished:
+            self.items.setdefault(work_id, (stage, time.monotonic()))
+
+    def heartbeat(self, data: bytes) -> None:
+        try:
+            stage, work_id, state = data.decode().split()
+        except ValueError:
+            return
+        if state == "done":
+            self.finished.add(work_id)
+            self.items.pop(work_id, None)
+        else:
+            self.items[work_id] = (stage, time.monotonic())
+
+    def problem(self, bus: Bus) -> tuple[str, str, str] | None:
+        """(code, stage, message) when the turn cannot finish any more."""
+        if bus.outages != self.outages or not bus.nc.is_connected:
+            return ("UNAVAILABLE", "gateway", "the connection to the bus (nats-server) was lost mid-turn; "
+                    "the turn's messages are gone, please send it again")
+        now = time.monotonic()
+        for stage, seen in self.items.values():
+            if now - seen > self.stall_s:
+                return ("UNAVAILABLE", stage, f"the {stage} replica working on this turn stopped (no sign of life "
+                        f"for {self.stall_s:.0f} s); please send the turn again")
+        return None

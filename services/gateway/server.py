@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 import grpc
+from grpc_health.v1 import health
 
 from emoomni.core.bus import Bus
 from emoomni.core.media import MediaError
-from emoomni.core.service import StageService, error_message
+from emoomni.core.security import PathNotAllowed
+from emoomni.core.service import StageService, error_message, set_serving
 from emoomni.core.telemetry import context_from
 from emoomni.services.gateway.core import GatewayCore, TurnFailed
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+STAGES = ("perception", "reasoning", "instruction", "talker")
+READINESS_POLL_S = 1.0
+# A stage counts as gone after this many unanswered presence checks in a row: one slow answer on a loaded
+# machine must not flip the health (a dead replica's connection closes, so the next check fails at once).
+MISSES_TO_DOWN = 2
 
 
 class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
@@ -28,6 +40,28 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         agent_pb2_grpc.add_AgentServicer_to_server(self, server)
 
+    async def keep_health(self, health_servicer: health.aio.HealthServicer) -> None:
+        """SERVING only while every stage has a live replica on the bus (NOT_SERVING from the start until then,
+        and whenever a stage or the bus is gone), so a client that waits for health can send a turn."""
+        self.missing: list[str] | None = None
+        self._readiness = asyncio.create_task(self._watch_stages(health_servicer))
+
+    async def _watch_stages(self, health_servicer: health.aio.HealthServicer) -> None:
+        misses = dict.fromkeys(STAGES, MISSES_TO_DOWN)  # none has answered yet
+        while True:
+            alive = await asyncio.gather(*(self.bus.stage_alive(stage) for stage in STAGES), return_exceptions=True)
+            for stage, ok in zip(STAGES, alive, strict=True):
+                misses[stage] = 0 if ok is True else misses[stage] + 1
+            missing = [stage for stage in STAGES if misses[stage] >= MISSES_TO_DOWN]
+            if missing != self.missing:
+                await set_serving(health_servicer, [self.grpc_service], serving=not missing)
+                if missing:
+                    log.warning("gateway NOT_SERVING: no live %s replica on the bus", ", ".join(missing))
+                else:
+                    log.info("gateway SERVING: every stage has a live replica")
+                self.missing = missing
+            await asyncio.sleep(READINESS_POLL_S)
+
     async def _serve_turn(self, request: agent_pb2.ConverseRequest, context: grpc.aio.ServicerContext):
         from opentelemetry import context as otel_context
 
@@ -37,6 +71,8 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
                 yield event
         except MediaError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error_message(exc))
+        except PathNotAllowed as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, error_message(exc))
         except TurnFailed as exc:
             await context.abort(getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL), str(exc))
         finally:

@@ -100,15 +100,18 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
                 index += 1
 
         with self.tracer.start_as_current_span("reasoning.compute") as span:
-            async with asyncio.timeout(seconds):
-                async for delta in self.core.reason(job.perception, job.context, ecot, media):
-                    await self.publish_event(turn_id, Kind.ECOT, agent_pb2.TurnEvent(ecot_delta=delta))
-                    if delta.part == STRATEGY and delta.part_done:
-                        await self.bus.dispatch(subject(turn_id, Kind.STRATEGY), bus_pb2.MapJob(
-                            turn_id=turn_id, strategy=ecot.strategy.strip(), language=language,
-                            deadline_unix_ns=job.deadline_unix_ns), "instruction")
-                    elif delta.part == RESPONSE and delta.text:
-                        await speak(splitter.feed(delta.text), last=False)
+            try:
+                async with asyncio.timeout(seconds):
+                    async for delta in self.core.reason(job.perception, job.context, ecot, media):
+                        await self.publish_event(turn_id, Kind.ECOT, agent_pb2.TurnEvent(ecot_delta=delta))
+                        if delta.part == STRATEGY and delta.part_done:
+                            await self.bus.dispatch(subject(turn_id, Kind.STRATEGY), bus_pb2.MapJob(
+                                turn_id=turn_id, strategy=ecot.strategy.strip(), language=language,
+                                deadline_unix_ns=job.deadline_unix_ns), "instruction")
+                        elif delta.part == RESPONSE and delta.text:
+                            await speak(splitter.feed(delta.text), last=False)
+            except TimeoutError as exc:  # asyncio.timeout's error has no message: say what ran out
+                raise StageTimeout(f"reasoning took longer than {seconds:.1f} s") from exc
             end = now_ns()
             span.set_attribute("emoomni.response_chars", len(ecot.response))
         rest = splitter.flush()

@@ -61,7 +61,7 @@ def test_a_missing_stage_is_reported_at_once():
             bus = await Bus.connect(nats.url, "test")
             core = GatewayCore(load_config(env={}), bus)
             events = []
-            request = agent_pb2.ConverseRequest(media=media_pb2.MediaInput(path="/nowhere.mp4"))
+            request = agent_pb2.ConverseRequest(media=media_pb2.MediaInput(data=b"a clip"))
             try:
                 with pytest.raises(TurnFailed) as err:
                     async for event in core.run_turn(request):

@@ -1,0 +1,80 @@
+"""The supervisor's policy on real child processes: restart with backoff, give up loudly on a crash loop, never
+retry a configuration error, refuse a busy port up front. (The whole stack under faults: tests/test_stack_faults.py.)"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from emoomni.core.config import SupervisionConfig
+from emoomni.core.supervisor import GiveUp, PortBusy, Supervisor, die_with_parent, ensure_port_free
+
+FAST = SupervisionConfig(backoff_s=0.05, max_backoff_s=0.2, max_quick_crashes=3, quick_crash_s=30, stop_grace_s=2)
+
+
+def child(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code], preexec_fn=die_with_parent(os.getpid()))
+
+
+def run_until_give_up(supervisor: Supervisor, timeout_s: float = 30) -> str:
+    supervisor.start_all()
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            supervisor.poll()
+            time.sleep(0.02)
+    except GiveUp as exc:
+        return str(exc)
+    finally:
+        supervisor.stop()
+    raise AssertionError("the supervisor never gave up")
+
+
+def test_a_crash_loop_is_restarted_with_backoff_then_given_up_on_loudly():
+    said: list[str] = []
+    supervisor = Supervisor(FAST, say=said.append)
+    supervisor.add("crasher", lambda: child("import sys; sys.exit(7)"))
+    message = run_until_give_up(supervisor)
+    assert "crasher exited with code 7" in message and "3 times in a row" in message
+    assert [line for line in said if "restarting in" in line] == [
+        "crasher exited with code 7; restarting in 0.1 s", "crasher exited with code 7; restarting in 0.1 s"]
+    assert supervisor.children["crasher"].restarts == 2
+
+
+def test_a_configuration_error_is_not_retried():
+    supervisor = Supervisor(FAST, say=lambda _: None)
+    supervisor.add("bad", lambda: child("import sys; sys.exit(3)"), fatal_codes=(3,))
+    message = run_until_give_up(supervisor)
+    assert "bad exited with code 3" in message and supervisor.children["bad"].restarts == 0
+
+
+def test_a_killed_child_comes_back_and_stop_ends_it():
+    supervisor = Supervisor(FAST, say=lambda _: None)
+    supervisor.add("sleeper", lambda: child("import time; time.sleep(60)"))
+    supervisor.start_all()
+    first = supervisor.children["sleeper"].proc
+    first.kill()
+    deadline = time.monotonic() + 10
+    while supervisor.children["sleeper"].proc is first or supervisor.children["sleeper"].proc is None:
+        assert time.monotonic() < deadline
+        supervisor.poll()
+        time.sleep(0.02)
+    second = supervisor.children["sleeper"].proc
+    assert second.poll() is None
+    started = time.monotonic()
+    supervisor.stop()
+    assert second.poll() is not None and time.monotonic() - started < FAST.stop_grace_s + 1
+
+
+def test_a_busy_port_is_named():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with pytest.raises(PortBusy, match=f"port {port} on 127.0.0.1 \\(gateway gRPC\\) is already in use"):
+            ensure_port_free("127.0.0.1", port, "gateway gRPC")

@@ -1,0 +1,224 @@
+"""`emoomni up` survives what happens to a long-running agent, in its secure configuration (TLS on every gRPC
+server and on the bus, a bearer token, bus credentials): a stage or the nats-server killed with SIGKILL
+mid-turn, a second `emoomni up` on the same ports, SIGTERM, and `emoomni up` itself killed with SIGKILL.
+
+All faults share one stack (module scope), in this order; the last tests end it. Each fault: the turn in
+flight ends within 10 s (or completes), the stack serves full turns again within 90 s, nothing is left."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from emoomni.core.certs import make_certs
+from emoomni.core.natsserver import free_port
+from emoomni.core.security import client_channel
+from emoomni.core.supervisor import descendants
+from emoomni.sdk.client import Client
+
+SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
+TOKEN = "fault-test-token"
+RECOVERY_S = 90
+ENDS_WITHIN_S = 10
+
+
+def alive(pids) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            out.add(pid)
+    return out
+
+
+def up(config_path: Path, log_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "NATS_", "EMOOMNI_"))}
+    return subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(config_path), "up"], env=env,
+                            stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+
+
+@pytest.fixture(scope="module")
+def secure_stack(tmp_path_factory):
+    """`emoomni up` with TLS + token on free ports; records the gateway's health while the stages load."""
+    d = tmp_path_factory.mktemp("faults")
+    certs = make_certs(d / "certs")
+    addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    config = {"services": addrs, "nats": {"url": f"nats://127.0.0.1:{free_port()}", "monitor_port": free_port()},
+              "security": {"token": TOKEN, "tls": {"cert": str(certs / "server.pem"), "key": str(certs / "server.key"),
+                                                   "ca": str(certs / "ca.pem")}}}
+    (d / "stack.yaml").write_text(yaml.safe_dump(config))
+    proc = up(d / "stack.yaml", d / "up.log")
+    stack = {"proc": proc, "addrs": addrs, "config": d / "stack.yaml", "log": d / "up.log", "ca": certs / "ca.pem",
+             "dir": d, "health": []}
+    try:
+        deadline = time.monotonic() + 900
+        while not all(health(stack, name) == "SERVING" for name in SERVICES):
+            assert proc.poll() is None and time.monotonic() < deadline, stack["log"].read_text()[-3000:]
+            # The gateway first: a stage probed after it that is SERVING was already so when the gateway was.
+            stack["health"].append({name: health(stack, name) for name in reversed(SERVICES)})
+            time.sleep(0.5)
+        wait_for_line(stack, "EmoOmni is up")
+        yield stack
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for_line(stack, text: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while text not in stack["log"].read_text():
+        assert time.monotonic() < deadline, f"{text!r} not in the log: {stack['log'].read_text()[-2000:]}"
+        time.sleep(0.2)
+
+
+def health(stack, name: str) -> str:
+    try:
+        with client_channel(stack["addrs"][name], tls_ca=str(stack["ca"])) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    except grpc.RpcError as exc:
+        return exc.code().name
+
+
+def wait_serving(stack, timeout_s: float = RECOVERY_S) -> float:
+    started = time.monotonic()
+    while health(stack, "gateway") != "SERVING":
+        assert time.monotonic() - started < timeout_s, stack["log"].read_text()[-3000:]
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def pid_of(stack, needle: str) -> int:
+    return next(pid for pid, argv in descendants(stack["proc"].pid).items() if needle in " ".join(argv))
+
+
+def turn_with_fault(stack, clip: Path, when: str, victim: str) -> tuple[str, float]:
+    """Run a turn, SIGKILL `victim` when the event `when` arrives ("start": one second after sending); returns
+    how the turn ended ("done" or a status code) and the seconds from the kill to that end."""
+    pid = pid_of(stack, victim)
+    killed_at: list[float] = []
+
+    def kill() -> None:
+        if not killed_at:
+            os.kill(pid, signal.SIGKILL)
+            killed_at.append(time.monotonic())
+
+    timer = threading.Timer(1.0, kill) if when == "start" else None
+    outcome = "no events"
+    with Client(stack["addrs"]["gateway"], tls_ca=str(stack["ca"]), token=TOKEN) as client:
+        try:
+            if timer:
+                timer.start()
+            for event in client.converse(clip):
+                kind = event.WhichOneof("event")
+                if kind == when:
+                    kill()
+                outcome = kind
+        except grpc.RpcError as exc:
+            outcome = f"{exc.code().name}: {exc.details()}"
+    if timer:
+        timer.join()
+    assert killed_at, f"the turn ended ({outcome}) before {victim} could be killed"
+    return outcome, time.monotonic() - killed_at[0]
+
+
+def test_gateway_is_not_serving_until_every_stage_is(secure_stack):
+    samples = secure_stack["health"]
+    assert samples, "the stack was up before the first health probe"
+    for sample in samples:
+        stages_ready = all(sample[name] == "SERVING" for name in SERVICES[:-1])
+        assert sample["gateway"] != "SERVING" or stages_ready, sample
+    assert any(sample["gateway"] == "NOT_SERVING" for sample in samples), "the gateway was seen before it was ready"
+    log = secure_stack["log"].read_text()
+    assert "EmoOmni is up" in log
+
+
+@pytest.mark.parametrize(("victim", "when"), [("serve perception", "start"), ("serve reasoning", "perception"),
+                                              ("serve talker", "audio"), ("serve instruction", "perception"),
+                                              ("nats-server", "ecot_delta")])
+def test_sigkill_mid_turn_ends_the_turn_fast_and_the_stack_recovers(secure_stack, english_clip, victim, when):
+    wait_serving(secure_stack)
+    outcome, seconds = turn_with_fault(secure_stack, english_clip, when, victim)
+    assert outcome == "done" or outcome.startswith("UNAVAILABLE"), outcome
+    assert seconds < ENDS_WITHIN_S, (outcome, seconds)
+    assert secure_stack["proc"].poll() is None, "emoomni up keeps running"
+    wait_serving(secure_stack)  # restarted (or reconnected) within RECOVERY_S
+    wait_for_line(secure_stack, f"{victim.split()[-1]} restarted")
+
+
+def test_full_turn_from_the_cli_after_the_faults(secure_stack, english_clip, tmp_path):
+    wait_serving(secure_stack)
+    env = dict(os.environ, EMOOMNI_TOKEN=TOKEN)
+    run = subprocess.run([sys.executable, "-m", "emoomni", "chat", str(english_clip), "--out", str(tmp_path),
+                          "--remote", secure_stack["addrs"]["gateway"], "--tls-ca", str(secure_stack["ca"])],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "reply.wav").stat().st_size > 10_000
+
+
+def test_a_second_up_on_the_same_ports_exits_at_once(secure_stack, tmp_path):
+    started = time.monotonic()
+    second = up(secure_stack["config"], tmp_path / "second.log")
+    assert second.wait(timeout=60) != 0
+    message = (tmp_path / "second.log").read_text()
+    config = yaml.safe_load(secure_stack["config"].read_text())
+    ports = [config["nats"]["url"].rsplit(":", 1)[1], *(a.rsplit(":", 1)[1] for a in secure_stack["addrs"].values())]
+    assert "already in use" in message and any(f"port {p} " in message for p in ports), message
+    assert time.monotonic() - started < 30
+    assert not descendants(second.pid)
+    assert health(secure_stack, "gateway") == "SERVING", "the first stack is untouched"
+
+
+def test_sigterm_stops_everything_within_10_s(secure_stack, english_clip):
+    proc = secure_stack["proc"]
+    children = descendants(proc.pid)
+    assert len(children) >= 6, children  # nats-server and five services
+    # Mid-turn: a busy model thread must not hold a service past the budget.
+    turn = threading.Thread(target=turn_with_fault_free, args=(secure_stack, english_clip), daemon=True)
+    turn.start()
+    time.sleep(3)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=15)
+    while alive(children) and time.monotonic() - started < 10:
+        time.sleep(0.1)
+    assert time.monotonic() - started < 10 and not alive(children), {p: children[p] for p in alive(children)}
+
+
+def turn_with_fault_free(stack, clip) -> None:
+    with Client(stack["addrs"]["gateway"], tls_ca=str(stack["ca"]), token=TOKEN) as client, \
+            contextlib.suppress(grpc.RpcError):
+        list(client.converse(clip))
+
+
+def test_sigkill_of_up_leaves_no_process(tmp_path):
+    addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    (tmp_path / "stack.yaml").write_text(yaml.safe_dump({"services": addrs, "nats": {
+        "url": f"nats://127.0.0.1:{free_port()}", "monitor_port": free_port()}}))
+    proc = up(tmp_path / "stack.yaml", tmp_path / "up.log")
+    deadline = time.monotonic() + 60
+    while len(descendants(proc.pid)) < 6:  # nats-server and five services (loading their models)
+        assert time.monotonic() < deadline and proc.poll() is None, (tmp_path / "up.log").read_text()
+        time.sleep(0.2)
+    children = descendants(proc.pid)
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 5
+    while alive(children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(children), {p: children[p] for p in alive(children)}
