@@ -1,5 +1,6 @@
 """The `emoomni` command: chat (one turn on a clip), speak (text + instruction to a WAV), talkers (list or
-switch engines), up (the multi-process stack), serve (one service), eval (EmoOmniEval, docs/eval.md)."""
+switch engines), up (the multi-process stack), serve (one service), eval (EmoOmniEval, docs/eval.md), train
+(each service's weights, training/cli.py)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     from emoomni.eval.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)
+    train = sub.add_parser("train", add_help=False, help="train a service's weights (from a source checkout; "
+                           "`emoomni train --help`)")
+    train.add_argument("train_args", nargs=argparse.REMAINDER)
     return parser
 
 
@@ -66,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from emoomni.config import load_config
 
+    if args.command == "train":
+        return _train(args.train_args)
     cfg = load_config(args.config)
     if args.command == "chat":
         return _chat(args, cfg)
@@ -102,6 +108,20 @@ def run_async(coro):
 def fail(message: str) -> int:
     print(f"emoomni: {message}", file=sys.stderr)
     return EXIT_BAD_INPUT
+
+
+def _train(argv: list[str]) -> int:
+    """training/ is scripts beside the package, not installed: `emoomni train` finds it in the source checkout
+    this package runs from (an editable install, as scripts/setup.sh makes) and imports it from there."""
+    root = next((p for p in Path(__file__).resolve().parents if (p / "training" / "cli.py").is_file()), None)
+    if root is None:
+        return fail("emoomni train needs a source checkout (the training/ folder beside emoomni/); "
+                    "install with scripts/setup.sh from the repository")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from training.cli import main as train_main
+
+    return train_main(argv)
 
 
 def _chat(args, cfg) -> int:

