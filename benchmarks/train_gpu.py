@@ -9,7 +9,7 @@ download. Each step is one clip through transformers' Trainer exactly as `emoomn
 step time (median, p99), samples per second, peak GPU memory.
 
     python benchmarks/train_gpu.py                              # on a machine with an NVIDIA GPU
-    python benchmarks/train_gpu.py --size tiny --steps 2 --out /tmp/t.json   # smoke run of the same code on CPU
+    python benchmarks/train_gpu.py --size tiny --steps 1 --seconds 2 --out /tmp/t.json   # CPU smoke run
 """
 
 from __future__ import annotations
@@ -117,11 +117,12 @@ def main() -> None:
     parser.add_argument("--stages", default="1,2")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per stage")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of the synthetic 720p clip")
     parser.add_argument("--out", default=str(RESULTS_DIR / "train_gpu.json"))
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="train-bench-"))
-    clip = synth_clip(workdir / "clip.mp4", seconds=5.0)
-    results = {"machine": machine(), "size": args.size, "device": args.device,
+    clip = synth_clip(workdir / "clip.mp4", seconds=args.seconds)
+    results = {"machine": machine(), "size": args.size, "device": args.device, "clip_s": args.seconds,
                "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
                "stages": [measure(int(s), args, clip, workdir) for s in args.stages.split(",")]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

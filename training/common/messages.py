@@ -74,8 +74,10 @@ def ecot_parts(answer: str) -> dict[str, str]:
     """The four parts of a tagged E-CoT answer, exactly as the omni backend parses them; BadLine otherwise."""
     try:
         pieces = list(parse_tagged_parts(iter([answer.strip()])))
-    except RuntimeError as exc:
-        raise BadLine(f"the answer does not parse into the four E-CoT parts ({exc})") from exc
+    except RuntimeError as exc:  # the serving parser's words, said of a data line
+        why = str(exc).split(" (raise")[0].replace("the omni model stopped", "it stops")
+        why = why.replace("the omni model's output broke", "it breaks")
+        raise BadLine(f"the answer does not parse into the four E-CoT parts ({why})") from exc
     parts = {part: "" for part, _ in PART_TAGS}
     for piece in pieces:
         parts[piece.part] += piece.text

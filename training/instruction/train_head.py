@@ -22,7 +22,14 @@ from emoomni.services.instruction.backends.embedding_head import load_embedder
 from emoomni.services.instruction.delivery import PACKAGED_HEAD, SCALES, DeliveryHead, HeadConfig
 from training.common.config import ConfigError, Strict
 from training.common.run import RunFolder, sha256
-from training.instruction.compose import FACETS_FILE, HELDOUT_FILE, anchor_texts, build_examples, load_facets, load_heldout
+from training.instruction.compose import (
+    FACETS_FILE,
+    HELDOUT_FILE,
+    anchor_texts,
+    build_examples,
+    load_facets,
+    load_heldout,
+)
 
 
 def _targets(examples, config: HeadConfig) -> dict[str, torch.Tensor]:

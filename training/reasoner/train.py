@@ -18,6 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 import yaml
+from pydantic import Field
 
 from training.common.config import ConfigError, Strict
 from training.common.hf import (
@@ -45,7 +46,7 @@ class ReasonerModel(Strict):
 
 
 class ReasonerData(Strict):
-    train: list[str] = []
+    train: list[str] = Field(default_factory=list)
     eval: str = ""
     max_length: int = 2048
 

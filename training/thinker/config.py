@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 
 from training.common.config import Strict
 from training.common.hf import HFRunConfig, LoraSection
@@ -13,13 +13,13 @@ from training.common.hf import HFRunConfig, LoraSection
 class ModelSection(Strict):
     base: str = ""
     # Module prefixes that never learn: the vision and audio encoders, their projectors included.
-    freeze: list[str] = ["audio_tower", "visual"]
+    freeze: list[str] = Field(default_factory=lambda: ["audio_tower", "visual"])
     tune: Literal["full", "lora"] = "full"
     gradient_checkpointing: bool = True
 
 
 class DataSection(Strict):
-    train: list[str] = []
+    train: list[str] = Field(default_factory=list)
     eval: str = ""
     # "ecot": every answer must parse into the four tagged parts; "free": any text (stage-1 descriptions).
     target: Literal["ecot", "free"] = "ecot"
