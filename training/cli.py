@@ -51,10 +51,7 @@ def run(kind: str, config: str, out: str, *, data=None, eval_data=None, base=Non
         cfg = cfgs.load(ReasonerConfig, config, list(overrides), **fields)
         return train_reasoner(cfg, out, resume)
     if kind == "talker":
-        from training.talker.train import TalkerTrainConfig, train_talker
-
-        cfg = cfgs.load(TalkerTrainConfig, config, list(overrides), **fields)
-        return train_talker(cfg, out, resume)
+        raise ConfigError("the talker trainer (a LoRA fine-tune of the Qwen3-TTS adapter) is not written yet")
     from training.instruction.train_head import HeadTrainConfig, train_from_config
 
     if data or eval_data or base:

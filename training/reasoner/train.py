@@ -179,6 +179,10 @@ def train_reasoner(cfg: ReasonerConfig, out: str | Path, resume: str | None = No
     checkpoint = resume_checkpoint(run, resume)
 
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
+    # The GGUF's weights are dequantised to `dtype` as they load, but transformers still marks the model as
+    # GGUF-quantized, which the Trainer refuses; it is an ordinary float model.
+    model.hf_quantizer, model.is_quantized = None, False
+    model.config.__dict__.pop("quantization_config", None)
     model.config.use_cache = False
     model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                                              target_modules=LORA_MODULES, bias="none", task_type="CAUSAL_LM"))

@@ -29,6 +29,7 @@ from emoomni.config import OmniConfig, load_config
 from emoomni.services.reasoning.backends import build_backend
 from emoomni.services.reasoning.backends.interface import EMOTION, INTENT, RESPONSE, STRATEGY
 from emoomni.services.reasoning.backends.omni_backend import load_thinker
+from emoomni.services.reasoning.tests.test_omni_backend import omni_config
 from emoomni.v1 import perception_pb2
 from training.cli import run as train
 from training.common.config import ConfigError
@@ -148,17 +149,6 @@ def perception():
     return result
 
 
-def omni_cfg(model_path, **overrides):
-    cfg = load_config(env={})
-    cfg.reasoning.backend = "omni"
-    cfg.reasoning.omni.model_path = str(model_path)
-    cfg.reasoning.omni.max_part_chars = 40
-    cfg.reasoning.omni.max_new_tokens = 300
-    for key, value in overrides.items():
-        setattr(cfg.reasoning.omni, key, value)
-    return cfg
-
-
 def test_adapter_loads_with_one_config_line_and_changes_the_backend(stage1_run, stage2_run, english_clip):
     out, _ = stage2_run
     stage1 = stage1_run[0] / "final"
@@ -166,7 +156,7 @@ def test_adapter_loads_with_one_config_line_and_changes_the_backend(stage1_run, 
     assert serve == {"reasoning": {"backend": "omni", "omni": {"model_path": str(stage1.resolve()),
                                                                "adapter_path": str((out / "final").resolve())}}}
     # Stage 1's output is itself a thinker folder the backend serves (reasoning.omni.model_path).
-    base = build_backend(omni_cfg(stage1).reasoning)
+    base = build_backend(omni_config(stage1).reasoning)
     tuned_cfg = load_config(out / "final" / "serve.yaml", env={})
     tuned_cfg.reasoning.omni.max_part_chars, tuned_cfg.reasoning.omni.max_new_tokens = 40, 300
     tuned = build_backend(tuned_cfg.reasoning)
