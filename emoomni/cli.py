@@ -45,9 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     from emoomni.eval.cli import add_parser as add_eval_parser
 
     add_eval_parser(sub)
-    train = sub.add_parser("train", add_help=False, help="train a service's weights (from a source checkout; "
-                           "`emoomni train --help`)")
-    train.add_argument("train_args", nargs=argparse.REMAINDER)
+    sub.add_parser("train", help="train a service's weights (from a source checkout; `emoomni train --help`)")
     return parser
 
 
@@ -64,14 +62,15 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["train"]:  # its own parser, options and --help (training/cli.py)
+        return _train(argv[1:])
     args = _parser().parse_args(argv)
     _quiet_libraries()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from emoomni.config import load_config
 
-    if args.command == "train":
-        return _train(args.train_args)
     cfg = load_config(args.config)
     if args.command == "chat":
         return _chat(args, cfg)
