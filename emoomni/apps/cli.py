@@ -1,6 +1,6 @@
 """The `emoomni` command: chat (one turn on a clip), speak (text + instruction to a WAV), talkers (list or
 switch engines), up (the multi-process stack), serve (one service), certs (TLS material), eval (EmoOmniEval,
-docs/eval.md).
+docs/eval.md), train (each service's weights, training/cli.py).
 
 Subcommands are found by entry point (group `emoomni.commands`, see emoomni.sdk.commands); this module holds
 the parser, the common start-up and the commands that run turns and services."""
@@ -79,6 +79,32 @@ class CertsCommand(Command):
         return 0
 
 
+class TrainCommand(Command):
+    name = "train"
+    help = "train a service's weights (from a source checkout; `emoomni train --help`)"
+    own_parser = True  # training/cli.py parses its own options, --help included
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("args", nargs=argparse.REMAINDER)
+
+    def run(self, args, cfg) -> int:
+        return self.main(args.args)
+
+    @staticmethod
+    def main(argv: list[str]) -> int:
+        """training/ is scripts beside the package, not installed: `emoomni train` finds it in the source checkout
+        this package runs from (an editable install, as scripts/setup.sh makes) and imports it from there."""
+        root = next((p for p in Path(__file__).resolve().parents if (p / "training" / "cli.py").is_file()), None)
+        if root is None:
+            return fail("emoomni train needs a source checkout (the training/ folder beside emoomni/); "
+                        "install with scripts/setup.sh from the repository")
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
+        from training.cli import main as train_main
+
+        return train_main(argv)
+
+
 class ConfigCommand(Command):
     name = "config"
     help = "the stack config: `show` (as loaded, with overrides), `schema` (JSON Schema), `presets`"
@@ -126,7 +152,11 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     commands = discover_commands()
+    own = commands.get(argv[0]) if argv else None
+    if getattr(own, "own_parser", False):  # e.g. `emoomni train`: its options and --help are its own
+        return own.main(argv[1:])
     args = _parser(commands).parse_args(argv)
     apply_client_security(args)
     _quiet_libraries()
@@ -139,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         return fail(str(exc))
     return commands[args.command].run(args, cfg)
+
 
 
 def _chat(args, cfg) -> int:

@@ -1,6 +1,7 @@
 """Trains the instruction mapper's delivery head on the composed phrase bank and writes it to a folder.
 
-    python -m training.instruction.train_head [--out services/instruction/weights/delivery-head]
+    emoomni train instruction --config training/configs/instruction_head.yaml --out runs/head
+    python -m training.instruction.train_head [--out services/instruction/weights/delivery-head]   (the same)
 
 The sentence-embedding model stays frozen (all-MiniLM-L6-v2 from its package, or --embedding-model PATH);
 only the small head learns. Prints the held-out report (direction accuracy on unseen phrasings)."""
@@ -10,14 +11,25 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
+import yaml
 from torch.nn import functional as F
 
 from emoomni.services.instruction.backends.embedding_head import load_embedder
 from emoomni.services.instruction.delivery import PACKAGED_HEAD, SCALES, DeliveryHead, HeadConfig
-from training.instruction.compose import anchor_texts, build_examples, load_facets, load_heldout
+from training.common.config import ConfigError, Strict
+from training.common.run import RunFolder, sha256
+from training.instruction.compose import (
+    FACETS_FILE,
+    HELDOUT_FILE,
+    anchor_texts,
+    build_examples,
+    load_facets,
+    load_heldout,
+)
 
 
 def _targets(examples, config: HeadConfig) -> dict[str, torch.Tensor]:
@@ -83,6 +95,38 @@ def heldout_report(embedder, head: DeliveryHead) -> dict:
                 misses.append(f"{row['text']!r}: {key} wanted {want}, got {got:.3g}" if isinstance(got, float)
                               else f"{row['text']!r}: {key} wanted {want}, got {got}")
     return {"accuracy": hits / total, "checked": total, "misses": misses}
+
+
+class HeadTrainConfig(Strict):
+    """training/configs/instruction_head.yaml. The data is the phrase bank (facets.yaml), composed in code."""
+
+    kind: Literal["instruction"] = "instruction"
+    embedding_model: str = ""  # empty: the packaged all-MiniLM-L6-v2
+    seed: int = 0
+    epochs: int = 800
+    lr: float = 3e-3
+    hidden_dim: int = 128
+    dropout: float = 0.3
+    weight_decay: float = 1e-2
+
+
+def train_from_config(cfg: HeadTrainConfig, out: str | Path, resume: str | None = None) -> dict:
+    """`emoomni train instruction`: the run folder, OUT/final (the head) and serve.yaml (instruction.head_path)."""
+    if resume:
+        raise ConfigError("the instruction head trains in seconds from scratch; run it again instead of --resume")
+    data = [{"path": str(path), "sha256": sha256(path)} for path in (FACETS_FILE, HELDOUT_FILE)]
+    run = RunFolder(out, cfg.model_dump(mode="json"), data, resume=False)
+    embedder = load_embedder(cfg.embedding_model)
+    head = train(embedder, seed=cfg.seed, epochs=cfg.epochs, lr=cfg.lr, hidden_dim=cfg.hidden_dim,
+                 dropout=cfg.dropout, weight_decay=cfg.weight_decay)
+    report = heldout_report(embedder, head)
+    head.save(run.final)
+    run.log({"step": cfg.epochs, "heldout_accuracy": report["accuracy"], "heldout_checked": report["checked"],
+             "relevance_threshold": head.config.relevance_threshold, "misses": report["misses"]})
+    (run.final / "serve.yaml").write_text(
+        "# Stack config lines that serve this delivery head (emoomni --config THIS ...)\n"
+        + yaml.safe_dump({"instruction": {"head_path": str(run.final.resolve())}}), encoding="utf-8")
+    return {"out": str(run.out), "final": str(run.final), "heldout_accuracy": report["accuracy"]}
 
 
 def main() -> None:
