@@ -253,10 +253,42 @@ def _speak(core, text, instruction, talker, language="en"):
     return chunks, np.frombuffer(b"".join(c.pcm16 for c in chunks), dtype=np.int16)
 
 
+_ESPEAK_IN_A_FRESH_PROCESS = """
+import base64, json, sys
+from emoomni.core.config import load_config
+from emoomni.services.talker.core import TalkerCore
+from emoomni.v1 import instruction_pb2
+core = TalkerCore(load_config(env={}))
+spoken = []
+for text, blob in json.loads(sys.stdin.read()):
+    instruction = instruction_pb2.AcousticInstruction.FromString(bytes.fromhex(blob))
+    spoken.append([[c.seq, c.last, c.sample_rate, c.talker, list(c.warnings), base64.b64encode(c.pcm16).decode()]
+                   for c in core.speak(text, instruction, "en", "espeak")])
+print("SPOKEN " + json.dumps(spoken))
+"""
+
+
+def _espeak_in_a_fresh_process(texts) -> list[tuple[list, np.ndarray]]:
+    """espeak in-process, but in a new interpreter: libespeak keeps process-global state, so its samples depend on
+    every earlier espeak call in the process, and other test modules in this pytest run speak espeak too."""
+    import base64
+
+    request = json.dumps([[text, instruction.SerializeToString().hex()] for text, instruction in texts])
+    run = subprocess.run([sys.executable, "-c", _ESPEAK_IN_A_FRESH_PROCESS], input=request, capture_output=True,
+                         text=True, timeout=300, check=True)
+    spoken = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("SPOKEN "))[7:])
+    results = []
+    for chunks in spoken:
+        pcm = b"".join(base64.b64decode(c[5]) for c in chunks)
+        results.append(([(seq, last, rate, talker, warnings, len(base64.b64decode(b64)))
+                         for seq, last, rate, talker, warnings, b64 in chunks], np.frombuffer(pcm, dtype=np.int16)))
+    return results
+
+
 def test_talker_through_triton_equals_in_process(triton_cfg):
     """espeak-ng is deterministic for a given history of calls (its output depends on state left by earlier
-    calls, not on randomness), so a freshly loaded engine here and Triton's freshly loaded one give the same
-    samples, bit for bit. This is the first espeak request the module's server gets.
+    calls, not on randomness), so a freshly loaded engine in a new process and Triton's freshly loaded one give
+    the same samples, bit for bit. This is the first espeak request the module's server gets.
 
     Piper is not deterministic: its VITS graph samples noise (noise_scale, noise_w) with an unseeded
     RandomNormal inside ONNX Runtime, so two in-process calls already differ (durations by ~3% here). For Piper
@@ -269,11 +301,9 @@ def test_talker_through_triton_equals_in_process(triton_cfg):
     texts = [("Hello there. How are you today?", _instruction(rate_scale=0.9, pitch_scale=1.1, energy_scale=1.2)),
              ("That sounds hard, and I am here with you.", _instruction(emotion="tender", voice_quality="breathy",
                                                                         intensity=0.6))]
-    for text, instruction in texts:
-        chunks_here, pcm_here = _speak(local, text, instruction, "espeak")
+    for (text, instruction), (strip, pcm_here) in zip(texts, _espeak_in_a_fresh_process(texts), strict=True):
         chunks_there, pcm_there = _speak(remote, text, instruction, "espeak")
         assert pcm_there.size > 8000 and np.array_equal(pcm_there, pcm_here), text
-        strip = [(c.seq, c.last, c.sample_rate, c.talker, list(c.warnings), len(c.pcm16)) for c in chunks_here]
         assert [(c.seq, c.last, c.sample_rate, c.talker, list(c.warnings), len(c.pcm16)) for c in chunks_there] == strip
 
     text, instruction = "Take a slow breath with me. We will look at it together.", _instruction(rate_scale=0.8)
