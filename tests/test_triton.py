@@ -286,9 +286,12 @@ def _espeak_in_a_fresh_process(texts) -> list[tuple[list, np.ndarray]]:
 
 
 def test_talker_through_triton_equals_in_process(triton_cfg):
-    """espeak-ng is deterministic for a given history of calls (its output depends on state left by earlier
-    calls, not on randomness), so a freshly loaded engine in a new process and Triton's freshly loaded one give
-    the same samples, bit for bit. This is the first espeak request the module's server gets.
+    """espeak-ng speaks a modal voice deterministically, so for the first sentence a freshly loaded engine in a new
+    process and Triton's freshly loaded one give the same samples, bit for bit. A breathy voice mixes in noise from
+    espeak's own unseeded generator: two fresh processes already differ sample by sample (waveform correlation
+    0.3-0.9 on this machine) and by a sample or two in length, while the loudness envelope stays the same
+    (correlation >= 0.99). For that sentence the test checks length within 0.5 %, the same chunking, and the
+    20 ms loudness envelope (correlation >= 0.97, RMS within 10 %).
 
     Piper is not deterministic: its VITS graph samples noise (noise_scale, noise_w) with an unseeded
     RandomNormal inside ONNX Runtime, so two in-process calls already differ (durations by ~3% here). For Piper
@@ -301,10 +304,20 @@ def test_talker_through_triton_equals_in_process(triton_cfg):
     texts = [("Hello there. How are you today?", _instruction(rate_scale=0.9, pitch_scale=1.1, energy_scale=1.2)),
              ("That sounds hard, and I am here with you.", _instruction(emotion="tender", voice_quality="breathy",
                                                                         intensity=0.6))]
-    for (text, instruction), (strip, pcm_here) in zip(texts, _espeak_in_a_fresh_process(texts), strict=True):
-        chunks_there, pcm_there = _speak(remote, text, instruction, "espeak")
-        assert pcm_there.size > 8000 and np.array_equal(pcm_there, pcm_here), text
-        assert [(c.seq, c.last, c.sample_rate, c.talker, list(c.warnings), len(c.pcm16)) for c in chunks_there] == strip
+    (modal_strip, modal_here), (breathy_strip, breathy_here) = _espeak_in_a_fresh_process(texts)
+    chunks_there, pcm_there = _speak(remote, *texts[0], "espeak")
+    assert pcm_there.size > 8000 and np.array_equal(pcm_there, modal_here)
+    assert [(c.seq, c.last, c.sample_rate, c.talker, list(c.warnings), len(c.pcm16))
+            for c in chunks_there] == modal_strip
+
+    chunks_there, pcm_there = _speak(remote, *texts[1], "espeak")
+    assert abs(pcm_there.size / breathy_here.size - 1) < 0.005
+    assert [(c.seq, c.last, c.sample_rate, c.talker, list(c.warnings)) for c in chunks_there] == [
+        strip[:5] for strip in breathy_strip]
+    envelope_there, envelope_here = _loudness_envelope(pcm_there), _loudness_envelope(breathy_here)
+    frames = min(envelope_there.size, envelope_here.size)
+    assert np.corrcoef(envelope_there[:frames], envelope_here[:frames])[0, 1] >= 0.97
+    assert abs(_rms(pcm_there) / _rms(breathy_here) - 1) < 0.10
 
     text, instruction = "Take a slow breath with me. We will look at it together.", _instruction(rate_scale=0.8)
     chunks_here, pcm_here = _speak(local, text, instruction, "piper")
@@ -312,11 +325,17 @@ def test_talker_through_triton_equals_in_process(triton_cfg):
     assert [(c.seq, c.sample_rate, c.talker) for c in chunks_there] == [(c.seq, c.sample_rate, c.talker)
                                                                           for c in chunks_here]
     assert abs(pcm_there.size / pcm_here.size - 1) < 0.10
+    assert abs(_rms(pcm_there) / _rms(pcm_here) - 1) < 0.25
 
-    def rms(x):
-        return float(np.sqrt(np.mean(x.astype(float) ** 2)))
 
-    assert abs(rms(pcm_there) / rms(pcm_here) - 1) < 0.25
+def _rms(pcm: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(pcm.astype(float) ** 2)))
+
+
+def _loudness_envelope(pcm: np.ndarray, frame: int = 320) -> np.ndarray:
+    """RMS per 20 ms frame at 16 kHz."""
+    frames = pcm.size // frame
+    return np.sqrt(np.mean(pcm[: frames * frame].astype(float).reshape(frames, frame) ** 2, axis=1))
 
 
 def test_talker_streams_chunk_by_chunk_over_grpc(triton_cfg):
