@@ -4,6 +4,10 @@ Every turn lives under ``emoomni.v1.turn.<turn_id>.<kind>``. A stage queue-subsc
 ``emoomni.v1.turn.*.<kind>`` for its input, so a second replica anywhere on the bus shares the work.
 The gateway subscribes to ``emoomni.v1.turn.<turn_id>.>`` and streams what it sees to the caller.
 
+Cancelling: the gateway publishes ``emoomni.v1.turn.<turn_id>.cancel``; every replica stops its work items of
+that turn (the asyncio task is cancelled, which stops the model thread at its next token or audio piece) and
+drops any item of that turn that arrives later.
+
 Liveness: a work item carries an id (header ``Emoomni-Work``); the replica that took it publishes
 ``<stage> <id> busy`` on ``emoomni.v1.turn.<turn_id>.alive`` every second while it works and ``... done``
 when it is finished, so the gateway sees at once when the replica holding a turn's work has died. Each
@@ -13,6 +17,7 @@ replica also answers ``emoomni.v1.presence.<stage>``, which tells the gateway wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -54,6 +59,7 @@ class Kind:
     TIMING = "timing"  # TurnEvent(timing), every stage -> gateway
     ERROR = "error"  # TurnEvent(error), any stage -> gateway
     ALIVE = "alive"  # b"<stage> <work id> busy|done", the replica holding a work item -> gateway
+    CANCEL = "cancel"  # empty, gateway -> every replica: stop the turn's work now (a barge-in)
 
 
 def new_turn_id() -> str:
@@ -174,7 +180,8 @@ class Bus:
         another, so acking inside a handler that is still busy would leave later dispatchers without an
         answer and report the stage unavailable while it is only busy."""
         gate = asyncio.Semaphore(max(1, concurrent))
-        tasks: set[asyncio.Task] = set()
+        tasks: dict[asyncio.Task, str] = {}  # task -> turn id
+        cancelled = _RecentTurns()
 
         async def run(msg: Msg) -> None:
             work_id = (msg.headers or {}).get(WORK_HEADER, "")
@@ -190,12 +197,34 @@ class Bus:
         async def take(msg: Msg) -> None:
             if msg.reply:
                 await msg.respond(b"")
+            turn_id = turn_id_of(msg.subject)
+            if turn_id in cancelled:
+                # Handed on by a stage that had not yet heard the cancel: the turn is over, do nothing. Its
+                # heartbeat says done so the gateway's watch does not wait for it.
+                work_id = (msg.headers or {}).get(WORK_HEADER, "")
+                if work_id:
+                    await self._alive(msg.subject, queue, work_id, "done")
+                return
             task = asyncio.create_task(run(msg))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            tasks[task] = turn_id
+            task.add_done_callback(lambda t: tasks.pop(t, None))
 
+        async def cancel(msg: Msg) -> None:
+            turn_id = turn_id_of(msg.subject)
+            cancelled.add(turn_id)
+            for task, task_turn in list(tasks.items()):
+                if task_turn == turn_id:
+                    task.cancel()
+
+        await self.nc.subscribe(work_subject(Kind.CANCEL), cb=cancel)
         await self.nc.subscribe(work_subject(kind), queue=queue, cb=take)
         await self.nc.flush()  # the server knows the subscription before the stage reports itself ready
+
+    async def cancel_turn(self, turn_id: str) -> None:
+        """Tell every replica to stop the turn's work (see the module docstring)."""
+        await self.nc.publish(subject(turn_id, Kind.CANCEL), b"")
+        with contextlib.suppress(Exception):
+            await self.nc.flush(timeout=2)
 
     async def _heartbeat(self, work_subj: str, stage: str, work_id: str) -> None:
         while True:
@@ -237,6 +266,27 @@ class Bus:
                 self._media_store = await js.create_object_store(
                     bucket, config=ObjectStoreConfig(ttl=float(ttl_s)))
         return self._media_store
+
+
+class _RecentTurns:
+    """The last few hundred cancelled turn ids, forgotten after a few minutes."""
+
+    def __init__(self, keep: int = 512, ttl_s: float = 300.0):
+        self.keep, self.ttl_s = keep, ttl_s
+        self._seen: dict[str, float] = {}
+
+    def add(self, turn_id: str) -> None:
+        now = time.monotonic()
+        self._seen[turn_id] = now
+        if len(self._seen) > self.keep:
+            for old in [t for t, at in self._seen.items() if now - at > self.ttl_s][: len(self._seen)]:
+                del self._seen[old]
+            while len(self._seen) > self.keep:
+                del self._seen[next(iter(self._seen))]
+
+    def __contains__(self, turn_id: str) -> bool:
+        at = self._seen.get(turn_id)
+        return at is not None and time.monotonic() - at <= self.ttl_s
 
 
 def span_from_msg(tracer: trace.Tracer, name: str, msg: Msg, **attrs):

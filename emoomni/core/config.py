@@ -341,6 +341,41 @@ class SupervisionConfig(_Strict):
     """SIGTERM / Ctrl-C: children get this long to exit before they are killed."""
 
 
+class LiveConfig(_Strict):
+    """Live sessions (`Agent.Session`, docs/live.md): barge-in, memory, the quick acknowledgement, input limits."""
+
+    barge_in_ms: float = 300.0
+    """Speech over the agent that lasts this long (audio clock) interrupts it; shorter sounds ("mm-hm", a cough)
+    do not."""
+    echo_guard_barge_in_ms: float = 900.0
+    """The same when the session asked for the echo guard (a microphone that hears the agent's loudspeaker)."""
+    history_turns: int = Field(default=6, ge=0, le=50)
+    """Earlier turns that reasoning sees."""
+    history_chars: int = Field(default=1500, ge=0, le=3500)
+    """Most characters of remembered conversation that reasoning sees (the oldest turns go first)."""
+    audio_lead_ms: float = 500.0
+    """Reply audio is sent at most this far ahead of the client's playback, so an interruption leaves little queued
+    audio anywhere."""
+    ack: bool = True
+    """Answer the end of a turn at once with a short backchannel ("Mm.", "I see.") before the reply."""
+    ack_min_speech_ms: float = 900.0
+    """No acknowledgement after shorter user turns ("yes", "okay"): the reply comes fast enough."""
+    ack_skip_if_reply_within_ms: float = 700.0
+    """No acknowledgement when the previous reply's first audio came sooner than this after its turn ended."""
+    max_sessions: int = Field(default=16, ge=1)
+    """Live sessions one gateway replica holds at once; more are refused with RESOURCE_EXHAUSTED."""
+    max_video_fps: float = 10.0
+    """Camera frames per second accepted; more are dropped with a warning."""
+    max_video_frame_bytes: int = 2 * 1024 * 1024
+    """Largest camera frame accepted."""
+    frames_per_turn: int = Field(default=8, ge=1, le=64)
+    """Camera frames of a turn handed to perception (evenly spread over the user's speech)."""
+    store_bucket: str = Field(default="emoomni_sessions", pattern=r"^[A-Za-z0-9_-]+$")
+    """NATS key-value bucket that keeps each session's memory, so another gateway replica can resume it."""
+    store_ttl_s: int = 7 * 24 * 3600
+    """How long a session's memory is kept after its last turn."""
+
+
 class StackConfig(BaseSettings):
     """The whole stack. Environment overrides apply only through `load_config` (config_sources.py)."""
 
@@ -360,6 +395,8 @@ class StackConfig(BaseSettings):
     """TLS, bearer token, media roots."""
     supervision: SupervisionConfig = SupervisionConfig()
     """Restarts of crashed children by `emoomni up`."""
+    live: LiveConfig = LiveConfig()
+    """Live sessions: barge-in, memory, quick acknowledgement."""
     service_name_prefix: str = Field(default="emoomni", pattern=r"^[a-z][a-z0-9-]*$")
     """Where tracing sends spans is set by the standard OTEL_EXPORTER_OTLP_ENDPOINT; this only names services."""
 

@@ -127,7 +127,8 @@ class EmbeddedAgent:
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
-        self.core = dict(zip(names, (part[0] for part in self._parts), strict=True))["gateway"].core
+        self.gateway = dict(zip(names, (part[0] for part in self._parts), strict=True))["gateway"]
+        self.core = self.gateway.core
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -19,7 +19,7 @@ from emoomni.core.media import MediaError
 from emoomni.core.security import check_media_path
 from emoomni.core.telemetry import tracer_for
 from emoomni.services.gateway.turn import TurnAssembler
-from emoomni.v1 import agent_pb2, bus_pb2, media_pb2
+from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, perception_pb2
 
 _FORWARDED = (Kind.PERCEPTION, Kind.ECOT, Kind.STRATEGY, Kind.INSTRUCTION, Kind.SPEAK, Kind.AUDIO, Kind.TIMING,
               Kind.ERROR, Kind.ALIVE)
@@ -28,6 +28,7 @@ _WORK = {Kind.PERCEPTION: "reasoning", Kind.STRATEGY: "instruction", Kind.SPEAK:
 _PAYLOAD_MARGIN = 64 * 1024  # room for the rest of the TurnRequest and the headers
 
 _TALKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
 class TurnFailed(Exception):
@@ -80,6 +81,47 @@ class GatewayCore:
         """Yield the turn's events, ending with `done`; raise TurnFailed after yielding an error event."""
         self.validate(request)
         turn_id = request.turn_id or new_turn_id()
+
+        async def start(deadline_ns: int) -> tuple[str, str]:
+            media = await self._media_for_bus(turn_id, request.media)
+            return "perception", await self.bus.dispatch(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
+                turn_id=turn_id, media=media, context=request.context, deadline_unix_ns=deadline_ns,
+                talker=request.talker, face_optional=request.face_optional), "perception")
+
+        async for event in self._run(turn_id, start):
+            yield event
+
+    async def run_text_turn(self, turn_id: str, text: str, language: str = "", context: str = "",
+                            talker: str = "") -> AsyncIterator[agent_pb2.TurnEvent]:
+        """A typed message as a turn: no media to perceive, so reasoning gets the words as the only cue (a live
+        session's `text` input)."""
+        text = text.strip()
+        if not text:
+            raise MediaError("the typed message is empty")
+        if len(text) > self.cfg.limits.max_context_chars:
+            raise MediaError(f"the typed message is {len(text)} characters, over the "
+                             f"{self.cfg.limits.max_context_chars} limit")
+        language = language or ("zh" if _HAN.search(text) else "en")
+        perception = perception_pb2.PerceptionResult(
+            transcript=perception_pb2.Transcript(text=text, language=language, language_probability=1.0),
+            cues=[perception_pb2.Cue(modality="text", text=f'The user typed (no voice or face to go by): "{text}"',
+                                     brief=f'typed "{text}"')],
+            cue_summary=f'The user typed: "{text}".')
+
+        async def start(deadline_ns: int) -> tuple[str, str]:
+            now = time.time_ns()  # nothing to perceive: perception's share of the turn is zero
+            await self.bus.publish(subject(turn_id, Kind.TIMING), agent_pb2.TurnEvent(
+                turn_id=turn_id, timing=agent_pb2.StageTiming(stage="perception", start_unix_ns=now, end_unix_ns=now)))
+            return "reasoning", await self.bus.dispatch(subject(turn_id, Kind.PERCEPTION), bus_pb2.ReasonJob(
+                turn_id=turn_id, perception=perception, context=context, deadline_unix_ns=deadline_ns,
+                talker=talker), "reasoning")
+
+        async for event in self._run(turn_id, start):
+            yield event
+
+    async def _run(self, turn_id: str, start) -> AsyncIterator[agent_pb2.TurnEvent]:
+        """Subscribe to the turn, hand its first work item on with `start(deadline_ns) -> (stage, work id)`,
+        and yield its events in order."""
         assembler = TurnAssembler(turn_id)
         inbox: asyncio.Queue = asyncio.Queue()
 
@@ -94,17 +136,13 @@ class GatewayCore:
             try:
                 deadline_ns = deadline_in(self.cfg.deadlines.turn_s)
                 watch = WorkWatch(self.cfg.deadlines.stall_s, self.bus.outages)
-                media = await self._media_for_bus(turn_id, request.media)
                 try:
-                    work_id = await self.bus.dispatch(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
-                        turn_id=turn_id, media=media, context=request.context, deadline_unix_ns=deadline_ns,
-                        talker=request.talker),
-                        "perception")
+                    stage, work_id = await start(deadline_ns)
                 except StageUnavailable as exc:
                     error = agent_pb2.TurnError(code="UNAVAILABLE", message=str(exc), stage="gateway")
                     yield agent_pb2.TurnEvent(turn_id=turn_id, error=error)
                     raise TurnFailed(error.code, error.message, error.stage) from exc
-                watch.handed("perception", work_id)
+                watch.handed(stage, work_id)
                 async for event in self._events(assembler, inbox, deadline_ns, watch):
                     yield event
                 if assembler.error is not None:

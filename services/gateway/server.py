@@ -1,4 +1,5 @@
-"""Gateway service: the public `Agent` gRPC API (unary request or chunked upload, streamed turn out)."""
+"""Gateway service: the public `Agent` gRPC API (unary request or chunked upload, streamed turn out; live
+sessions)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from emoomni.core.security import PathNotAllowed
 from emoomni.core.service import StageService, error_message, set_serving
 from emoomni.core.telemetry import context_from
 from emoomni.services.gateway.core import GatewayCore, TurnFailed
+from emoomni.services.gateway.session import LiveSessions, SessionError
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -29,13 +31,18 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
     grpc_service = "emoomni.v1.Agent"
     # The turn span is the trace root (or continues the caller's traceparent), so no RPC interceptor span.
     trace_rpcs = False
+    # The listening models import a little of transformers, whose lazy imports are not safe across threads.
+    load_alone = True
 
     def load(self) -> None:
-        pass
+        from emoomni.services.gateway.session import load_listening_models
+
+        self.listening_models = load_listening_models()  # VAD + turn-end model for live sessions, ~0.3 s
 
     async def attach(self, bus: Bus) -> None:
         self.bus = bus
         self.core = GatewayCore(self.cfg, bus)
+        self.live = LiveSessions(self.cfg, self.core, self.listening_models)
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         agent_pb2_grpc.add_AgentServicer_to_server(self, server)
@@ -108,3 +115,10 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
         request.media.data = b"".join(parts)
         async for event in self._serve_turn(request, context):
             yield event
+
+    async def Session(self, request_iterator, context: grpc.aio.ServicerContext):
+        try:
+            async for event in self.live.run(request_iterator):
+                yield event
+        except SessionError as exc:
+            await context.abort(getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL), str(exc))

@@ -150,14 +150,16 @@ class PerceptionCore:
         face = self.cfg.perception.face
         return self.face.observe(decode_frames(source, duration_s, face.frames_sampled, face.max_side_px))
 
-    def perceive(self, path: str | None = None, data: bytes | None = None) -> pb.PerceptionResult:
+    def perceive(self, path: str | None = None, data: bytes | None = None,
+                 face_optional: bool = False) -> pb.PerceptionResult:
         limits = self.cfg.limits
+        require_face = limits.require_face and not face_optional
         source = read_source(path, data, limits)
         media = decode_audio(source, limits, self.cfg.perception.prosody.sample_rate)
         peak_dbfs = 20 * np.log10(max(float(np.abs(media.audio).max()), 1e-9))
         if peak_dbfs < SILENCE_DBFS:
             raise MediaError(f"the clip's audio is silent (peak {max(peak_dbfs, -120):.0f} dBFS)")
-        if limits.require_face and not media.has_video:
+        if require_face and not media.has_video:
             raise MediaError("the clip has no video track: the agent needs to see the user's face")
         # Frames are decoded and read beside ASR: PyAV, CTranslate2 and LiteRT all release the GIL. Each task
         # runs in a copy of this context, so a backend that calls out (Triton) carries the current trace.
@@ -170,7 +172,7 @@ class PerceptionCore:
         if not asr.text.strip():
             raise MediaError("no speech was recognised in the clip")
         if face.frames_with_face == 0:
-            if limits.require_face:
+            if require_face:
                 raise MediaError(f"no face was found in any of the {face.frames_sampled} sampled frames")
             warnings.append("no face found in the sampled frames; the analysis rests on voice and words")
         rate, pause_ratio = speech_rate(asr)

@@ -31,16 +31,19 @@ class PerceptionService(StageService, perception_pb2_grpc.PerceptionServicer):
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         perception_pb2_grpc.add_PerceptionServicer_to_server(self, server)
 
-    async def _perceive(self, media: media_pb2.MediaInput, seconds: float) -> perception_pb2.PerceptionResult:
+    async def _perceive(self, media: media_pb2.MediaInput, seconds: float,
+                        face_optional: bool = False) -> perception_pb2.PerceptionResult:
         path, data = await self.media_source(media)
         async with self._busy:
-            return await run_with_deadline(asyncio.to_thread(self.core.perceive, path, data), seconds, "perception")
+            return await run_with_deadline(asyncio.to_thread(self.core.perceive, path, data, face_optional),
+                                           seconds, "perception")
 
     async def _on_request(self, turn_id: str, job: bus_pb2.TurnRequest) -> None:
         start = now_ns()
         with self.tracer.start_as_current_span("perception.compute"):
             result = await self._perceive(job.media, stage_deadline(job.deadline_unix_ns,
-                                                                    self.cfg.deadlines.perception_s))
+                                                                    self.cfg.deadlines.perception_s),
+                                          job.face_optional)
         end = now_ns()
         # The clip goes on to reasoning (omni backends watch it); reasoning deletes an upload when done.
         reason_job = bus_pb2.ReasonJob(turn_id=turn_id, perception=result, context=job.context,

@@ -1,0 +1,219 @@
+"""Live sessions end to end: `emoomni up` (real nats-server, every service its own process, real models), the
+real VAD and turn-end models in the gateway, real clips from ../shared/media streamed as 20 ms frames over the
+public gRPC `Agent.Session`.
+
+The listener runs on the audio's own clock, so most scenarios stream faster than real time; the agent's audio
+is "played" by the test client in real time and reported back, as a robot or a browser would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import grpc
+import numpy as np
+import pytest
+
+from emoomni.apps.live import RATE, AfterFirstAudio, Recorder, Silence, Speak, UntilDone, hold_session, load_clip
+from emoomni.core.config import load_config
+from emoomni.sdk.live import AsyncLiveSession, LiveSession, session_config
+from emoomni.testing.stack import running_stack
+from emoomni.v1 import agent_pb2
+
+ENGLISH = "merged_7e578e0b.mp4"
+MANDARIN = "samplenew3_00083538.mp4"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def stack():
+    config = {"live": {"history_turns": 4}, "listening": {"idle_s": 20.0, "max_turn_s": 12.0}}
+    with running_stack(config=config) as (addrs, _):
+        yield addrs["gateway"]
+
+
+@pytest.fixture(scope="module")
+def clips(shared_media):
+    cfg = load_config(env={})
+    return {name: load_clip(shared_media / name, cfg, fps=2.0, video=True) for name in (ENGLISH, MANDARIN)}
+
+
+def converse(gateway: str, steps, speed: float = 1.0, **options) -> Recorder:
+    recorder = Recorder()
+
+    async def go():
+        config = session_config(RATE, video=True, **options)
+        await hold_session(AsyncLiveSession.connect(gateway, config), steps, recorder, speed=speed)
+
+    asyncio.run(go())
+    return recorder
+
+
+def turns(recorder: Recorder) -> list[dict]:
+    return [recorder.turns[t] for t in recorder.order]
+
+
+def test_two_turns_remember_the_first_and_resume_later(stack, clips):
+    english, mandarin = clips[ENGLISH], clips[MANDARIN]
+    recorder = converse(stack, [Speak(english.audio, english.frames), Silence(2.5), UntilDone(),
+                                Speak(mandarin.audio, mandarin.frames), Silence(2.5), UntilDone()],
+                        speed=3.0, session_id="two-turns-1")
+    first, second = turns(recorder)
+    assert first["trigger"] == "speech" and second["trigger"] == "speech", json.dumps(turns(recorder))
+    assert "burial record" in first["user_transcript"] and second["user_transcript"]
+    assert first["history_turns"] == 0 and second["history_turns"] == 1
+    assert first["reply"] and second["reply"] and not first["interrupted"]
+    assert first["timings_ms"]["voice_to_voice"] > 0 and first["timings_ms"]["end_of_turn"] > 0
+    assert recorder.ended is not None and recorder.ended.reason == "end" and recorder.ended.turns == 2
+
+    # Another connection picks the conversation up from the store: it remembers both turns.
+    with LiveSession(stack, session_config(RATE, resume_id="two-turns-1")) as session:
+        started = next(iter(session.events()))
+        assert started.started.session_id == "two-turns-1" and started.started.history_turns == 2
+
+
+def test_barge_in_stops_the_turn_and_sends_no_stale_audio(stack, clips):
+    english, mandarin = clips[ENGLISH], clips[MANDARIN]
+    events: list[agent_pb2.SessionEvent] = []
+    recorder = Recorder()
+    record = recorder.record
+
+    def keep(event):
+        events.append(event)
+        record(event)
+
+    recorder.record = keep
+    steps = [Speak(english.audio, english.frames), AfterFirstAudio(0.8), Speak(mandarin.audio, mandarin.frames),
+             Silence(2.0), UntilDone()]
+
+    async def go():
+        session = AsyncLiveSession.connect(stack, session_config(RATE, video=True))
+        await hold_session(session, steps, recorder)
+
+    asyncio.run(go())
+    first = turns(recorder)[0]
+    assert first["interrupted"] and first["interrupt_reason"] == "barge_in", json.dumps(turns(recorder))
+    stopped = next(i for i, e in enumerate(events) if e.WhichOneof("event") == "interrupted")
+    assert not [e for e in events[stopped:] if e.WhichOneof("event") == "turn" and e.turn.turn_id == first["turn_id"]
+                and e.turn.WhichOneof("event") == "audio"], "audio of the interrupted turn came after `interrupted`"
+    assert first["heard_reply"] != first["reply"] or not first["reply"]
+    assert 0 < first["timings_ms"]["barge_in_stop"] < 2000
+    later = [t for t in turns(recorder)[1:] if t["trigger"] in ("speech", "continued")]
+    assert later and later[-1]["reply"] and later[-1]["history_turns"] == 1
+
+
+def test_a_short_sound_over_the_agent_does_not_interrupt(stack, clips):
+    english = clips[ENGLISH]
+    rng = np.random.default_rng(7)
+    burst = (rng.standard_normal(RATE * 15 // 100) * 3000).astype(np.int16)  # 150 ms of noise
+    recorder = converse(stack, [Speak(english.audio, english.frames), AfterFirstAudio(0.5), Speak(burst),
+                                Silence(1.0), UntilDone()], no_ack=True)
+    (turn,) = turns(recorder)
+    assert not turn["interrupted"] and turn["reply"] and turn["heard_reply"] == turn["reply"]
+
+
+def test_a_user_who_goes_on_speaking_cancels_the_early_turn(stack, clips):
+    english = clips[ENGLISH]
+    half = english.audio.size // 2
+    # Cut at the quietest 20 ms near the middle, so the pause falls between words.
+    frames = english.audio[half - RATE // 2: half + RATE // 2].astype(np.float32).reshape(-1, RATE // 50)
+    cut = half - RATE // 2 + int(np.argmin((frames ** 2).mean(axis=1))) * RATE // 50
+    pause = np.zeros(int(RATE * 2.2), dtype=np.int16)  # long enough for the turn to end and reasoning to start
+    recorder = converse(stack, [Speak(np.concatenate([english.audio[:cut], pause, english.audio[cut:]])),
+                                Silence(2.5), UntilDone()], speed=1.0, no_ack=True)
+    got = turns(recorder)
+    assert recorder.ended.continued_turns >= 1, json.dumps(got)
+    assert got[0]["interrupted"] and got[0]["interrupt_reason"] == "continued"
+    assert got[-1]["trigger"] == "continued" and "burial" in got[-1]["user_transcript"] and got[-1]["reply"]
+
+
+def _expect_abort(gateway: str, messages: list[agent_pb2.SessionInput]) -> grpc.RpcError:
+    with grpc.insecure_channel(gateway) as channel:
+        stub = __import__("emoomni.v1.agent_pb2_grpc", fromlist=["AgentStub"]).AgentStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.Session(iter(messages), timeout=60))
+    return caught.value
+
+
+def test_bad_config_is_refused_with_a_clear_status(stack):
+    audio = agent_pb2.SessionInput(audio=b"\0\0" * 320)
+    cases = [
+        ([audio], grpc.StatusCode.INVALID_ARGUMENT, "must begin with a `config`"),
+        ([agent_pb2.SessionInput(config=agent_pb2.SessionConfig())], grpc.StatusCode.INVALID_ARGUMENT, "sample_rate"),
+        ([agent_pb2.SessionInput(config=agent_pb2.SessionConfig(sample_rate=11025))], grpc.StatusCode.INVALID_ARGUMENT,
+         "sample_rate"),
+        ([agent_pb2.SessionInput(config=agent_pb2.SessionConfig(sample_rate=RATE, session_id="a.b"))],
+         grpc.StatusCode.INVALID_ARGUMENT, "session_id"),
+        ([agent_pb2.SessionInput(config=agent_pb2.SessionConfig(sample_rate=RATE, resume_id="never-was"))],
+         grpc.StatusCode.NOT_FOUND, "never-was"),
+    ]
+    for messages, code, words in cases:
+        error = _expect_abort(stack, messages)
+        assert error.code() == code and words in error.details(), (error.code(), error.details())
+
+
+def test_bad_frames_get_errors_and_the_session_goes_on(stack, clips):
+    """Odd-length PCM, a frame far too long, an undecodable image, an image when none was declared, too many
+    frames per second, a playback report for an unknown turn: each gets an error event, the session keeps
+    listening, and a second session with the same id is refused while the first is live."""
+    english = clips[ENGLISH]
+    with LiveSession(stack, session_config(RATE, session_id="bad-frames-1", video=True, no_ack=True)) as session:
+        events = session.events()
+        assert next(events).started.session_id == "bad-frames-1"
+        session.send_audio(b"\0" * 641)
+        session.send_audio(b"\0\0" * RATE)  # 1 s in one frame
+        session.send_frame(b"not an image", 0.0)
+        jpeg = english.frames[0][1]
+        for i in range(40):
+            session.send_frame(jpeg, i * 0.001)
+        session.report_playback("no-such-turn", 100.0)
+        errors = []
+        while len(errors) < 5:
+            event = next(events)
+            if event.WhichOneof("event") == "error":
+                errors.append(event.error)
+        text = " | ".join(f"{e.code}: {e.message}" for e in errors)
+        assert "odd-length audio frame" in text and "longer than 100 ms" in text, text
+        assert "not a decodable" in text and "frames per second" in text and "no-such-turn" in text, text
+
+        duplicate = _expect_abort(stack, [agent_pb2.SessionInput(config=agent_pb2.SessionConfig(
+            sample_rate=RATE, session_id="bad-frames-1"))])
+        assert duplicate.code() == grpc.StatusCode.ALREADY_EXISTS
+
+        # Still listening: a real turn is answered.
+        for offset in range(0, english.audio.size, 320):
+            session.send_audio(english.audio[offset:offset + 320].tobytes())
+        for _ in range(150):
+            session.send_audio(b"\0\0" * 320)
+        for event in events:
+            if event.WhichOneof("event") == "turn" and event.turn.WhichOneof("event") == "done":
+                assert event.turn.done.ecot.response
+                break
+        session.end()
+
+
+def test_speech_that_never_ends_is_cut_and_silence_ends_the_session(stack, clips):
+    """max_turn_s (12 s here) ends a turn that never pauses; idle_s (20 s) of silence ends the session."""
+    english = clips[ENGLISH]
+    endless = np.concatenate([english.audio] * 4)  # ~20 s of speech without a long pause
+    recorder = converse(stack, [Speak(endless), Silence(40.0)], speed=8.0, no_ack=True)
+    assert turns(recorder)[0]["trigger"] == "max_turn", json.dumps(turns(recorder))
+    assert recorder.ended is not None and recorder.ended.reason == "idle"
+
+
+def test_a_client_that_vanishes_mid_turn_frees_it_and_the_gateway_keeps_serving(stack, clips):
+    english = clips[ENGLISH]
+    session = LiveSession(stack, session_config(RATE, no_ack=True))
+    events = session.events()
+    next(events)
+    for offset in range(0, english.audio.size, 320):
+        session.send_audio(english.audio[offset:offset + 320].tobytes())
+    for _ in range(100):
+        session.send_audio(b"\0\0" * 320)
+    for event in events:
+        if event.WhichOneof("event") == "turn_started":
+            break
+    session.close()  # gone mid-turn
+    recorder = converse(stack, [Speak(english.audio, english.frames), Silence(2.0), UntilDone()], speed=3.0,
+                        no_ack=True)
+    assert turns(recorder)[0]["reply"]
