@@ -64,10 +64,13 @@ class SmartTurn:
         self._extractor = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE, hop_length=160,
                                            chunk_length=MAX_SECONDS, n_fft=400)
 
-    def completion_probability(self, audio: np.ndarray) -> float:
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """The model's input for the turn ending with `audio`: its last 8 s, silence in front if shorter."""
         tail = np.asarray(audio, dtype=np.float32)[-self._samples:]
         if tail.size < self._samples:
             tail = np.concatenate([np.zeros(self._samples - tail.size, dtype=np.float32), tail])
-        features = whisper_features(tail, self._extractor)
-        (probability,) = self._session.run(["logits"], {"input_features": features[None]})
+        return whisper_features(tail, self._extractor)
+
+    def completion_probability(self, audio: np.ndarray) -> float:
+        (probability,) = self._session.run(["logits"], {"input_features": self.features(audio)[None]})
         return float(probability[0, 0])

@@ -5,6 +5,11 @@ The ONNX graph (checked with onnxruntime): inputs `input` float32 [batch, sample
 and `sr` int64 scalar; outputs `output` float32 [batch, 1] (speech probability) and `stateN` (the next state). At
 16 kHz it is fed 512 new samples per call with the last 64 samples of the previous call in front of them, the
 context the model was trained with; both the context and the recurrent state carry over from call to call.
+
+The recurrent state also remembers what came before the speech: after one person's loud turn and a few seconds of
+silence, a quieter voice's first second scored 0.0-0.4 here where a fresh state scored 0.8-1.0 (the shared
+Mandarin clips). So a stream starts afresh once the model has heard clear non-speech for a while and the last
+fresh start is long enough ago; the rule counts windows, so it stays on the audio clock.
 """
 
 from __future__ import annotations
@@ -22,6 +27,14 @@ WINDOW_SAMPLES = 512
 CONTEXT_SAMPLES = 64
 """Samples of the previous window put in front of each window."""
 _STATE_SHAPE = (2, 1, 128)
+QUIET_PROBABILITY = 0.1
+"""Windows below this are clear non-speech (far below any speech threshold, so a soft syllable never counts)."""
+QUIET_WINDOWS_BEFORE_RESET = 8
+"""This many clear non-speech windows in a row (256 ms) before a fresh start: one low window may be a dip inside a
+word, a run of them is not."""
+WINDOWS_BETWEEN_RESETS = 47
+"""At least ~1.5 s of audio between fresh starts, so that long silence does not reset at every window (a fresh
+state is a little slower to confirm speech that starts right after it)."""
 
 
 def silero_model_path() -> Path:
@@ -45,18 +58,28 @@ class SileroVadStream:
 
     def __init__(self, session: ort.InferenceSession):
         self._session = session
+        self._rate = np.array(SAMPLE_RATE, dtype=np.int64)
+        self._fresh_start()
+
+    def _fresh_start(self) -> None:
         self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
         self._context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
-        self._rate = np.array(SAMPLE_RATE, dtype=np.int64)
+        self._quiet_run = 0
+        self._since_reset = 0
 
     def probability(self, window: np.ndarray) -> float:
         if window.shape != (WINDOW_SAMPLES,):
             raise ValueError(f"Silero VAD takes {WINDOW_SAMPLES} samples at 16 kHz per call, got {window.shape}")
         samples = np.concatenate([self._context, window.astype(np.float32, copy=False)])[None, :]
-        probability, self._state = self._session.run(
+        output, self._state = self._session.run(
             ["output", "stateN"], {"input": samples, "state": self._state, "sr": self._rate})
         self._context = samples[0, -CONTEXT_SAMPLES:]
-        return float(probability[0, 0])
+        probability = float(output[0, 0])
+        self._quiet_run = self._quiet_run + 1 if probability < QUIET_PROBABILITY else 0
+        self._since_reset += 1
+        if self._quiet_run >= QUIET_WINDOWS_BEFORE_RESET and self._since_reset >= WINDOWS_BETWEEN_RESETS:
+            self._fresh_start()
+        return probability
 
 
 class SileroVad:

@@ -100,6 +100,23 @@ def test_a_clip_then_silence_is_exactly_one_turn(models, clips, name):
     assert not of(Idle, events)
 
 
+def test_turns_one_after_another_each_start_where_the_speech_does(models, clips):
+    """A session: a loud turn, 1 s of silence, a quieter speaker, then the English clip. Three turns, each found
+    from its onset: the VAD's recurrent state must not carry the first voice into the next turn (before the
+    detector restarted it after clear non-speech, the second turn's first second was missed)."""
+    order = (LOUD_CLIP, NATIVE_48K_CLIP, ENGLISH_CLIP)
+    parts, onsets, position = [], [], 0
+    for name in order:
+        parts += [clips[name], silence(1)]
+        onsets.append(position / RATE * 1000)
+        position += len(clips[name]) + RATE
+    events, _ = stream(TurnDetector(models, RATE), np.concatenate(parts))
+    turns = of(TurnEnded, events)
+    assert len(turns) == 3 and all(t.reason == "complete" for t in turns), turns
+    for turn, onset in zip(turns, onsets, strict=True):
+        assert onset <= turn.start_ms <= onset + 300, (turn, onset)
+
+
 def mid_sentence_cut(clip: np.ndarray) -> int:
     """A word boundary mid-sentence in the English clip: "Can you help me figure out | what details I should check
     next?" (the perception ASR's faster-whisper word timings put it within 3.84-4.12 s); the cut is the quietest
