@@ -1,13 +1,15 @@
 """What listening costs a live session on this machine: Silero VAD per 32 ms window, Smart Turn per call (its
 Whisper features and the model apart), and the whole TurnDetector's real-time factor and per-frame time on the
-shared clips streamed as 20 ms PCM16 frames (at 16 and 48 kHz). One onnxruntime thread per model, as served.
+shared clips streamed as 20 ms PCM16 frames (at 16 and 48 kHz). One onnxruntime thread per model, as served
+(`--threads 2` to compare).
 
-    .venv/bin/python benchmarks/listening.py [--windows 2000] [--turn-calls 50] [--passes 3]
+    .venv/bin/python benchmarks/listening.py [--windows 2000] [--turn-calls 50] [--passes 3] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -72,10 +74,12 @@ def main() -> int:
     parser.add_argument("--windows", type=int, default=2000)
     parser.add_argument("--turn-calls", type=int, default=50)
     parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads per model (served: 1)")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]   # the machine is shared: say how busy it was
     start = time.perf_counter()
-    models = load_models()
+    models = load_models(threads=args.threads)
     load_s = time.perf_counter() - start
     names = (ENGLISH_CLIP, *MANDARIN_CLIPS)
     gap = np.zeros(16000 * 3, dtype=np.float32)
@@ -95,10 +99,11 @@ def main() -> int:
         detector[str(rate)] = {"audio_s": round(len(audio) / rate, 2), "turns_per_pass": turns,
                                "real_time_factor": summary(rtfs), f"feed_ms_per_{FRAME_MS}ms_frame": summary(frames)}
 
-    result = {"load_s": round(load_s, 2), "vad_window_ms": summary(vad), "smart_turn_call_ms": summary(whole),
-              "smart_turn_features_ms": summary(features), "detector": detector}
-    path = save("listening", result)
-    print(f"models loaded and warmed in {load_s:.2f} s")
+    result = {"threads": args.threads, "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+              "load_s": round(load_s, 2), "vad_window_ms": summary(vad),
+              "smart_turn_call_ms": summary(whole), "smart_turn_features_ms": summary(features), "detector": detector}
+    path = save("listening" if args.threads == 1 else f"listening_{args.threads}threads", result)
+    print(f"models loaded and warmed in {load_s:.2f} s; load average {result['load_average_1m']} (start, end)")
     print(f"VAD per 32 ms window: median {result['vad_window_ms']['median']} ms, p99 {result['vad_window_ms']['p99']}")
     print(f"Smart Turn per call: median {result['smart_turn_call_ms']['median']} ms, "
           f"p99 {result['smart_turn_call_ms']['p99']} (features alone: median "

@@ -175,6 +175,7 @@ class TurnDetector:
         self._completion: float | None = None
         self._quiet_since = 0
         self._idle_events = 0
+        self._finished = False
 
     # --- what a session reads -----------------------------------------------------------------------------------
 
@@ -213,6 +214,8 @@ class TurnDetector:
 
     def feed(self, pcm16: bytes) -> list[ListeningEvent]:
         """One frame of PCM16 little-endian mono at the declared rate, up to `max_frame_ms` long."""
+        if self._finished:
+            raise ListeningInputError("audio after the end of the stream")
         if not isinstance(pcm16, bytes | bytearray | memoryview):
             raise ListeningInputError(f"audio must be PCM16 bytes, not {type(pcm16).__name__}")
         size = len(pcm16)
@@ -228,6 +231,9 @@ class TurnDetector:
 
     def finish(self) -> list[ListeningEvent]:
         """The stream ended: judge what is buffered (the last window padded with silence) and end an open turn."""
+        if self._finished:
+            return []
+        self._finished = True
         events = self._judge(self._resampler.flush())
         if len(self._unjudged):
             tail = np.zeros(self._window, dtype=np.float32)

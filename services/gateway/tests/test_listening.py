@@ -230,6 +230,9 @@ def test_bad_input_is_refused_and_nothing_is_lost(models, clips):
         events += detector.feed(data[offset:offset + frame])
     events += detector.finish()
     assert events == clean
+    with pytest.raises(ListeningInputError, match="after the end"):
+        detector.feed(data[:640])
+    assert detector.finish() == []
     assert [type(e) for e in clean[-2:]] == [SpeechStopped, TurnEnded] and clean[-1].reason == "stream_ended"
 
 
