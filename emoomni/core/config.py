@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emoomni.core.packages import package_dir
@@ -371,6 +371,12 @@ class ListeningConfig(_Strict):
     score low in the VAD, and ASR needs them."""
     max_frame_ms: int = Field(default=100, gt=0)
     """Longest audio frame accepted from a client; a longer one is refused as bad input."""
+
+    @model_validator(mode="after")
+    def _unfinished_waits_longer(self) -> ListeningConfig:
+        if self.endpoint_delay_incomplete_ms < self.endpoint_delay_ms:
+            raise ValueError("listening.endpoint_delay_incomplete_ms must be at least endpoint_delay_ms")
+        return self
 
 
 class StackConfig(BaseSettings):

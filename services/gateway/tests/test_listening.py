@@ -217,6 +217,8 @@ def test_max_turn_and_idle(models, clips):
 def test_bad_input_is_refused_and_nothing_is_lost(models, clips):
     with pytest.raises(ListeningInputError, match="22050"):
         TurnDetector(models, 22050)
+    with pytest.raises(ValueError, match="endpoint_delay_incomplete_ms"):
+        ListeningConfig(endpoint_delay_ms=900, endpoint_delay_incomplete_ms=600)
     audio = np.concatenate([clips[LOUD_CLIP][:RATE * 2], silence(0.2)])
     clean, _ = stream(TurnDetector(models, RATE), audio, finish=True)
 
