@@ -33,8 +33,8 @@ QUIET_WINDOWS_BEFORE_RESET = 8
 """This many clear non-speech windows in a row (256 ms) before a fresh start: one low window may be a dip inside a
 word, a run of them is not."""
 WINDOWS_BETWEEN_RESETS = 47
-"""At least ~1.5 s of audio between fresh starts, so that long silence does not reset at every window (a fresh
-state is a little slower to confirm speech that starts right after it)."""
+"""At least ~1.5 s of audio between fresh starts, so that long silence does not restart the model at every window
+(a fresh state needs a few windows to settle: on silence it first scores 0.2-0.4 instead of ~0.01)."""
 
 
 def silero_model_path() -> Path:
