@@ -34,7 +34,7 @@ QUIET_WINDOWS_BEFORE_RESET = 8
 word, a run of them is not."""
 WINDOWS_BETWEEN_RESETS = 47
 """At least ~1.5 s of audio between fresh starts, so that long silence does not restart the model at every window
-(a fresh state needs a few windows to settle: on silence it first scores 0.2-0.4 instead of ~0.01)."""
+(a fresh state is not a settled one: it scored digital silence 0.2-0.4 here, a settled state ~0.01)."""
 
 
 def silero_model_path() -> Path:
