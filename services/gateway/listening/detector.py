@@ -131,7 +131,7 @@ class _To16k:
 class TurnDetector:
     """One session's listener. Feed it PCM16 mono frames at the declared rate; each call returns the events that
     audio completed, in order. Not thread-safe: one session feeds its own detector, one call at a time. A call
-    that ends a speech segment runs the turn model (0.3-0.4 s median on the shared 2-core CPU), so an asyncio
+    that ends a speech segment runs the turn model (0.3-0.5 s median on the shared 2-core CPU), so an asyncio
     caller runs `feed` in a worker thread."""
 
     def __init__(self, models: ListeningModels, sample_rate: int, config: ListeningConfig | None = None):
