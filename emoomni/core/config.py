@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from emoomni.core.packages import package_dir
@@ -341,6 +341,44 @@ class SupervisionConfig(_Strict):
     """SIGTERM / Ctrl-C: children get this long to exit before they are killed."""
 
 
+class ListeningConfig(_Strict):
+    """Live sessions' listening (services/gateway/listening): voice activity (Silero VAD) and end of turn (Smart
+    Turn v3). Every duration is counted on the audio's own clock (samples), in 32 ms VAD windows."""
+
+    vad_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    """Speech probability from which a 32 ms window counts as speech. A window below `vad_threshold` - 0.15 counts
+    as silence; one in between continues whatever is going on (hysteresis, so a wavering voice is not chopped)."""
+    min_speech_ms: int = Field(default=96, ge=32)
+    """Speech this long (in speech windows) before `speech_started`: shorter clicks and knocks are not speech."""
+    min_silence_ms: int = Field(default=300, ge=32)
+    """Silence this long ends a speech segment (`speech_stopped`), and the turn model is asked whether the turn is
+    complete."""
+    endpoint_delay_ms: int = Field(default=500, ge=0)
+    """Silence after the last speech before the turn ends when the turn model says it is complete (the quick
+    path; never shorter than `min_silence_ms`). Not less: people leave 300-450 ms between two sentences of one
+    turn, and the first sentence alone often sounds complete. A session can start reasoning at `speech_stopped`."""
+    endpoint_delay_incomplete_ms: int = Field(default=2000, ge=0)
+    """Silence after the last speech before the turn ends anyway when the turn model says the user is not done
+    (a pause mid-sentence): a short pause never cuts the user off, and a real end is not missed for long."""
+    turn_complete_threshold: float = Field(default=0.5, gt=0.0, lt=1.0)
+    """Smart Turn probability from which the turn counts as complete."""
+    max_turn_s: float = Field(default=30.0, gt=0.0)
+    """A turn is ended at this length even if the user never stops (speech that goes on opens the next turn)."""
+    idle_s: float = Field(default=30.0, gt=0.0)
+    """No speech for this long: an `idle` event, then one more each further `idle_s` of silence."""
+    pre_roll_ms: int = Field(default=500, ge=0)
+    """Audio kept from before the detected speech start in the turn's audio: soft onsets and whispered words
+    score low in the VAD, and ASR needs them."""
+    max_frame_ms: int = Field(default=100, gt=0)
+    """Longest audio frame accepted from a client; a longer one is refused as bad input."""
+
+    @model_validator(mode="after")
+    def _unfinished_waits_longer(self) -> ListeningConfig:
+        if self.endpoint_delay_incomplete_ms < self.endpoint_delay_ms:
+            raise ValueError("listening.endpoint_delay_incomplete_ms must be at least endpoint_delay_ms")
+        return self
+
+
 class LiveConfig(_Strict):
     """Live sessions (`Agent.Session`, docs/live.md): barge-in, memory, the quick acknowledgement, input limits."""
 
@@ -395,6 +433,8 @@ class StackConfig(BaseSettings):
     """TLS, bearer token, media roots."""
     supervision: SupervisionConfig = SupervisionConfig()
     """Restarts of crashed children by `emoomni up`."""
+    listening: ListeningConfig = ListeningConfig()
+    """Voice activity and end-of-turn detection of live sessions."""
     live: LiveConfig = LiveConfig()
     """Live sessions: barge-in, memory, quick acknowledgement."""
     service_name_prefix: str = Field(default="emoomni", pattern=r"^[a-z][a-z0-9-]*$")

@@ -31,13 +31,11 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
     grpc_service = "emoomni.v1.Agent"
     # The turn span is the trace root (or continues the caller's traceparent), so no RPC interceptor span.
     trace_rpcs = False
-    # The listening models import a little of transformers, whose lazy imports are not safe across threads.
-    load_alone = True
 
     def load(self) -> None:
-        from emoomni.services.gateway.session import load_listening_models
+        from emoomni.services.gateway.listening import load_models
 
-        self.listening_models = load_listening_models()  # VAD + turn-end model for live sessions, ~0.3 s
+        self.listening_models = load_models()  # VAD + turn-end model for live sessions, 1-2 s
 
     async def attach(self, bus: Bus) -> None:
         self.bus = bus

@@ -30,12 +30,13 @@ from emoomni.core.media import MediaError
 from emoomni.core.text import SentenceSplitter
 from emoomni.services.gateway.acks import Ack, AckBank, tone_of
 from emoomni.services.gateway.core import GatewayCore, TurnFailed
-from emoomni.services.gateway.listening.base import ListeningModels
-from emoomni.services.gateway.listening.detector import (
+from emoomni.services.gateway.listening import (
     SUPPORTED_RATES,
     ListeningEvent,
     ListeningInputError,
+    ListeningModels,
     TurnDetector,
+    load_models,
 )
 from emoomni.services.gateway.memory import RememberedTurn, SessionMemory, SessionStore
 from emoomni.services.gateway.turn_clip import SAMPLE_RATE, turn_clip
@@ -147,6 +148,7 @@ class LiveSession:
         self._arrivals: list[tuple[float, float]] = []  # (audio ms at a frame's end, monotonic arrival)
         self._last_ack = ""
         self._speech_started_ms = 0.0
+        self._idle_from = ""  # the turn after whose playback the idle count restarted
         self._last_first_audio_ms = 0.0
         self._ending = False
 
@@ -279,6 +281,10 @@ class LiveSession:
         for event in events:
             await self._on_listening(event, now)
         await self._check_barge_in(now)
+        turn = self.turn
+        if turn is not None and turn.turn_id != self._idle_from and self._done_playing(turn):
+            self._idle_from = turn.turn_id
+            self.listener.reset_idle()  # the user's silence while the agent spoke is not idleness
         return None
 
     def _on_video(self, frame: agent_pb2.VideoFrame) -> None:
@@ -361,7 +367,7 @@ class LiveSession:
                 turn.audio_start_ms = carried.audio_start_ms
                 turn.audio = np.concatenate([carried.audio, _CARRY_GAP, audio])
             self._start(turn)
-        elif event.kind == "idle" and (self.turn is None or self.turn.finished) and not self._ending:
+        elif event.kind == "idle" and (self.turn is None or self._done_playing(self.turn)) and not self._ending:
             await self._finish("idle")
 
     async def _check_barge_in(self, now: float) -> None:
@@ -552,7 +558,7 @@ class LiveSessions:
     def load(self) -> None:
         """Load the listening models (once per gateway; a gateway that never holds a session may skip it)."""
         if self.models is None:
-            self.models = load_listening_models()
+            self.models = load_models()
 
     async def run(self, inputs: AsyncIterator[agent_pb2.SessionInput]) -> AsyncIterator[agent_pb2.SessionEvent]:
         """A new session over `inputs`; raises SessionError for what ends it with a status."""
@@ -562,12 +568,6 @@ class LiveSessions:
         async for event in session.run(inputs):
             yield event
 
-
-def load_listening_models() -> ListeningModels:
-    from emoomni.services.gateway.listening.turn_end import SmartTurn
-    from emoomni.services.gateway.listening.vad import SileroVad
-
-    return ListeningModels(vad=SileroVad(), turn=SmartTurn())
 
 
 def _first_sentence(text: str) -> str:
