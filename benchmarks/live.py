@@ -98,6 +98,8 @@ def main() -> int:
         stopped = [t for t in barge_turns if t["interrupt_reason"] == "barge_in"]
         report["barge_in"] = {"interruptions": len(stopped), "attempted": args.barge_ins,
                               "barge_in_stop_ms": figures([t["timings_ms"]["barge_in_stop"] for t in stopped]),
+                              "barge_in_stop_ms_incl_zero": [t["timings_ms"]["barge_in_stop"] for t in stopped],
+                              "barge_in_decided_ms": figures([t["timings_ms"]["barge_in_decided"] for t in stopped]),
                               "stale_chunks_after_interrupted": recorder_stale(recorder)}
         print(json.dumps(report["barge_in"], indent=1), flush=True)
 

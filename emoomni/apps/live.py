@@ -120,7 +120,7 @@ class Recorder:
                                    "heard_reply": "", "interrupted": False, "interrupt_reason": "",
                                    "history_turns": 0, "ack": "", "error": "",
                                    "timings_ms": dict.fromkeys(("end_of_turn", "ack", "first_audio", "voice_to_voice",
-                                                                "barge_in_stop"), 0.0)}
+                                                                "barge_in_stop", "barge_in_decided"), 0.0)}
         return self.turns[turn_id]
 
     def play(self, turn_id: str, chunk) -> None:

@@ -385,6 +385,10 @@ class LiveConfig(_Strict):
     barge_in_ms: float = 300.0
     """Speech over the agent that lasts this long (audio clock) interrupts it; shorter sounds ("mm-hm", a cough)
     do not."""
+    continue_window_ms: float = 2000.0
+    """Speech that starts this soon after a turn was decided, before any reply audio, is the user going on: the
+    turn is cancelled and the next one holds both parts. Later speech while the agent thinks is its own turn,
+    answered after the current one."""
     echo_guard_barge_in_ms: float = 900.0
     """The same when the session asked for the echo guard (a microphone that hears the agent's loudspeaker)."""
     history_turns: int = Field(default=6, ge=0, le=50)

@@ -135,6 +135,9 @@ class LiveSession:
         self.gateway, self.store, self.acks, self.active = gateway, store, acks, active
         self.tracer = gateway.tracer
         self.out: asyncio.Queue = asyncio.Queue()
+        self.inbox: asyncio.Queue = asyncio.Queue(maxsize=2000)  # ~40 s of 20 ms frames, then back-pressure
+        self.pending: deque[LiveTurn] = deque()  # turns decided while another was in flight
+        self.recent: dict[str, LiveTurn] = {}  # the last few turns, for late playback reports
         self.turn: LiveTurn | None = None
         self.carry: LiveTurn | None = None  # a turn the user went on speaking over
         self.turns = 0
@@ -158,7 +161,8 @@ class LiveSession:
         iterator = inputs.__aiter__()
         first = await anext(iterator, None)
         await self._configure(first)
-        reader = asyncio.create_task(self._read(iterator))
+        receiver = asyncio.create_task(self._receive(iterator))
+        reader = asyncio.create_task(self._read())
         try:
             yield agent_pb2.SessionEvent(started=agent_pb2.SessionStarted(
                 session_id=self.session_id, history_turns=len(self.memory.turns)))
@@ -170,9 +174,11 @@ class LiveSession:
                     raise event
                 yield event
         finally:
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
+            for task in (receiver, reader):
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            self.pending.clear()
             if self.turn is not None and not self.turn.finished:
                 await self._cancel(self.turn, "client", notify=False)  # the client is gone: free the stages
             self.active.pop(self.session_id, None)
@@ -222,12 +228,22 @@ class LiveSession:
             for language in [options.language] if options.language else ["en", "zh"]:
                 self.acks.prepare(options.talker, language)
 
-    async def _read(self, iterator) -> None:
+    async def _receive(self, iterator) -> None:
+        """Take messages off the stream as they come, stamped with their arrival (the reader may lag behind while
+        the turn model runs; latency figures count from arrival)."""
         try:
             async for message in iterator:
+                await self.inbox.put((message, time.monotonic()))
+        finally:
+            await self.inbox.put(None)
+
+    async def _read(self) -> None:
+        try:
+            while (item := await self.inbox.get()) is not None:
+                message, arrived = item
                 which = message.WhichOneof("msg")
                 if which == "audio":
-                    await self._on_audio(message.audio)
+                    await self._on_audio(message.audio, arrived)
                 elif which == "video":
                     self._on_video(message.video)
                 elif which == "playback":
@@ -255,8 +271,8 @@ class LiveSession:
     async def _finish(self, reason: str) -> None:
         """End after the current turn: its audio is still sent and played."""
         self._ending = True
-        if self.turn is not None and self.turn.task is not None:
-            await asyncio.shield(self.turn.task)
+        while self.turn is not None and self.turn.task is not None and not self.turn.task.done():
+            await asyncio.shield(self.turn.task)  # and the turns queued behind it, which it starts
         self.out.put_nowait(agent_pb2.SessionEvent(ended=agent_pb2.SessionEnded(
             reason=reason, turns=self.turns, continued_turns=self.continued)))
         self.out.put_nowait(None)
@@ -269,13 +285,13 @@ class LiveSession:
 
     # ---- inputs ----
 
-    async def _on_audio(self, pcm: bytes) -> None:
+    async def _on_audio(self, pcm: bytes, arrived: float) -> None:
         try:
             events = await asyncio.to_thread(self.listener.feed, pcm)
         except ListeningInputError as exc:
             return self._refuse("INVALID_ARGUMENT", str(exc))
         now = time.monotonic()
-        self._arrivals.append((self.listener.position_ms, now))
+        self._arrivals.append((self.listener.position_ms, arrived))
         if len(self._arrivals) > 20000:
             del self._arrivals[:10000]
         for event in events:
@@ -317,12 +333,9 @@ class LiveSession:
         return None
 
     def _on_playback(self, report: agent_pb2.PlaybackReport) -> None:
-        turn = self.turn if self.turn is not None and self.turn.turn_id == report.turn_id else None
-        if turn is None and self.carry is not None and self.carry.turn_id == report.turn_id:
-            turn = self.carry
+        turn = self.recent.get(report.turn_id)
         if turn is None:
-            known = any(t.turn_id == report.turn_id for t in self.memory.turns)
-            if not known:
+            if not any(t.turn_id == report.turn_id for t in self.memory.turns):
                 self._refuse("NOT_FOUND", f"a playback report for turn {report.turn_id!r}, which this session does "
                              "not have")
             return
@@ -354,7 +367,7 @@ class LiveSession:
             self.out.put_nowait(agent_pb2.SessionEvent(speech=agent_pb2.SpeechActivity(speaking=False,
                                                                                       at_ms=event.end_ms)))
         elif event.kind == "turn_ended":
-            if self.turn is not None and self.turn.audible(now):
+            if self.turn is not None and self.turn.audible(now) and event.voiced_ms < self._barge_in_ms:
                 return  # a short sound over the agent (no barge-in): a backchannel, not a turn
             audio = np.clip(event.audio * 32768.0, -32768, 32767).astype(np.int16)
             turn = LiveTurn(turn_id=new_turn_id(), trigger="max_turn" if event.reason == "max_turn" else "speech",
@@ -374,25 +387,48 @@ class LiveSession:
         turn = self.turn
         if turn is None or turn.cancelled or self._done_playing(turn):
             return
-        need = self.live.echo_guard_barge_in_ms if self.options.echo_guard else self.live.barge_in_ms
-        if self.listener.speech_ms < need:
+        if self.listener.speech_ms < self._barge_in_ms:
             return
         if turn.reply_ms == 0 and not turn.finished:
-            if turn.audio is not None:
-                self.carry = turn
+            if (turn.audio is None or turn.trigger == "max_turn"
+                    or self._speech_started_ms - turn.decided_ms > self.live.continue_window_ms):
+                return  # a new utterance while the agent thinks (or speech past max_turn): its own, later turn
+            self.carry = turn
             self.continued += 1
             await self._cancel(turn, "continued")
         elif turn.audible(now):
             await self._cancel(turn, "barge_in", speech_started_ms=self._speech_started_ms)
 
+    @property
+    def _barge_in_ms(self) -> float:
+        return self.live.echo_guard_barge_in_ms if self.options.echo_guard else self.live.barge_in_ms
+
     def _done_playing(self, turn: LiveTurn) -> bool:
         return turn.finished and not turn.audible(time.monotonic())
 
     def _start(self, turn: LiveTurn) -> None:
+        """Run the turn now, or after the turn in flight (so replies come in order and each sees the last)."""
+        self.turns += 1
+        self.recent[turn.turn_id] = turn
+        while len(self.recent) > 16:
+            del self.recent[next(iter(self.recent))]
+        if self.turn is not None and self.turn.task is not None and not self.turn.task.done():
+            self.pending.append(turn)
+            return
+        self._run(turn)
+
+    def _run(self, turn: LiveTurn) -> None:
         context, turn.history_turns = self.memory.context(self.live.history_turns, self.live.history_chars)
         self.turn = turn
-        self.turns += 1
+        self.out.put_nowait(agent_pb2.SessionEvent(turn_started=agent_pb2.TurnStarted(
+            turn_id=turn.turn_id, speech_start_ms=turn.speech_start_ms, speech_end_ms=turn.speech_end_ms,
+            history_turns=turn.history_turns, trigger=turn.trigger)))
         turn.task = asyncio.create_task(self._run_turn(turn, context))
+        turn.task.add_done_callback(lambda _: self._next())
+
+    def _next(self) -> None:
+        if self.pending and (self.turn is None or self.turn.task is None or self.turn.task.done()):
+            self._run(self.pending.popleft())
 
     async def _cancel(self, turn: LiveTurn, reason: str, speech_started_ms: float | None = None,
                       notify: bool = True) -> None:
@@ -409,10 +445,12 @@ class LiveSession:
             return
         self.out.put_nowait(agent_pb2.SessionEvent(interrupted=agent_pb2.Interrupted(
             turn_id=turn.turn_id, heard_reply=heard, reason=reason)))
-        stop_ms = 0.0
-        if speech_started_ms is not None and turn.last_audio_wall:
-            stop_ms = max(0.0, (turn.last_audio_wall - self._wall_at(speech_started_ms)) * 1000)
-        self._latency(turn, barge_in_stop_ms=stop_ms)
+        stop_ms = decided_ms = 0.0
+        if speech_started_ms is not None:
+            spoke = self._wall_at(speech_started_ms)
+            decided_ms = max(0.0, (now - spoke) * 1000)
+            stop_ms = max(0.0, (turn.last_audio_wall - spoke) * 1000) if turn.last_audio_wall else 0.0
+        self._latency(turn, barge_in_stop_ms=stop_ms, barge_in_decided_ms=decided_ms)
 
     # ---- one turn ----
 
@@ -435,9 +473,6 @@ class LiveSession:
 
     async def _turn_events(self, turn: LiveTurn, context: str) -> None:
         put = self.out.put_nowait
-        put(agent_pb2.SessionEvent(turn_started=agent_pb2.TurnStarted(
-            turn_id=turn.turn_id, speech_start_ms=turn.speech_start_ms, speech_end_ms=turn.speech_end_ms,
-            history_turns=turn.history_turns, trigger=turn.trigger)))
         if turn.audio is None:
             events = self.gateway.run_text_turn(turn.turn_id, turn.text, self.options.language, context,
                                                 self.options.talker)
@@ -486,7 +521,8 @@ class LiveSession:
         """Send the quick acknowledgement if one fits (see LiveConfig for when it is skipped)."""
         speech_ms = turn.speech_end_ms - turn.speech_start_ms
         if (not self.live.ack or self.options.no_ack or speech_ms < self.live.ack_min_speech_ms
-                or 0 < self._last_first_audio_ms < self.live.ack_skip_if_reply_within_ms):
+                or 0 < self._last_first_audio_ms < self.live.ack_skip_if_reply_within_ms
+                or time.monotonic() - turn.decided_wall > 1.0):  # it waited behind another turn: too late
             return
         tone = await asyncio.to_thread(tone_of, turn.audio)
         language = self.options.language or ((self.memory.turns[-1:] and _language_of(self.memory.turns[-1].user))
@@ -515,8 +551,10 @@ class LiveSession:
         turn.last_audio_wall = now
 
     async def _pace(self, turn: LiveTurn) -> None:
-        """Hold reply audio until the client is within `audio_lead_ms` of needing it."""
-        while turn.sent_ms - turn.played_ms(time.monotonic()) > self.live.audio_lead_ms:
+        """Hold reply audio until the client is within `audio_lead_ms` of needing it, and do not start the reply
+        while the user is speaking (they took the floor while the agent was still thinking)."""
+        while (turn.sent_ms - turn.played_ms(time.monotonic()) > self.live.audio_lead_ms
+               or (turn.reply_ms == 0 and self.listener.in_speech)):
             await asyncio.sleep(0.02)
 
     def _remember(self, turn: LiveTurn, reply_heard: str, interrupted: bool) -> None:
@@ -531,7 +569,8 @@ class LiveSession:
         turn.remembered = entry
         asyncio.get_running_loop().create_task(self.store.save(self.memory.model_copy(deep=True)))
 
-    def _figures(self, turn: LiveTurn, barge_in_stop_ms: float = 0.0) -> agent_pb2.TurnLatency:
+    def _figures(self, turn: LiveTurn, barge_in_stop_ms: float = 0.0,
+                 barge_in_decided_ms: float = 0.0) -> agent_pb2.TurnLatency:
         def since(mark: float, origin: float) -> float:
             return max(0.0, (mark - origin) * 1000) if mark and origin else 0.0
 
@@ -539,10 +578,11 @@ class LiveSession:
         return agent_pb2.TurnLatency(
             turn_id=turn.turn_id, end_of_turn_ms=end_of_turn, ack_ms=since(turn.ack_wall, turn.speech_end_wall),
             first_audio_ms=since(turn.first_audio_wall, turn.decided_wall),
-            voice_to_voice_ms=since(turn.first_audio_wall, turn.speech_end_wall), barge_in_stop_ms=barge_in_stop_ms)
+            voice_to_voice_ms=since(turn.first_audio_wall, turn.speech_end_wall), barge_in_stop_ms=barge_in_stop_ms,
+            barge_in_decided_ms=barge_in_decided_ms)
 
-    def _latency(self, turn: LiveTurn, barge_in_stop_ms: float = 0.0) -> None:
-        self.out.put_nowait(agent_pb2.SessionEvent(latency=self._figures(turn, barge_in_stop_ms)))
+    def _latency(self, turn: LiveTurn, barge_in_stop_ms: float = 0.0, barge_in_decided_ms: float = 0.0) -> None:
+        self.out.put_nowait(agent_pb2.SessionEvent(latency=self._figures(turn, barge_in_stop_ms, barge_in_decided_ms)))
 
 
 class LiveSessions:

@@ -97,7 +97,8 @@ def test_barge_in_stops_the_turn_and_sends_no_stale_audio(stack, clips):
     assert not [e for e in events[stopped:] if e.WhichOneof("event") == "turn" and e.turn.turn_id == first["turn_id"]
                 and e.turn.WhichOneof("event") == "audio"], "audio of the interrupted turn came after `interrupted`"
     assert first["heard_reply"] != first["reply"] or not first["reply"]
-    assert 0 < first["timings_ms"]["barge_in_stop"] < 2000
+    # Decided once 300 ms of speech were heard; nothing of the turn was sent long after the user began.
+    assert 300 <= first["timings_ms"]["barge_in_decided"] < 3000 and first["timings_ms"]["barge_in_stop"] < 1000
     later = [t for t in turns(recorder)[1:] if t["trigger"] in ("speech", "continued")]
     assert later and later[-1]["reply"] and later[-1]["history_turns"] == 1
 
@@ -115,10 +116,11 @@ def test_a_short_sound_over_the_agent_does_not_interrupt(stack, clips):
 def test_a_user_who_goes_on_speaking_cancels_the_early_turn(stack, clips):
     english = clips[ENGLISH]
     half = english.audio.size // 2
-    # Cut at the quietest 20 ms near the middle, so the pause falls between words.
+    # Cut at the quietest 20 ms near the middle: the pause between the clip's two sentences.
     frames = english.audio[half - RATE // 2: half + RATE // 2].astype(np.float32).reshape(-1, RATE // 50)
     cut = half - RATE // 2 + int(np.argmin((frames ** 2).mean(axis=1))) * RATE // 50
-    pause = np.zeros(int(RATE * 2.2), dtype=np.int16)  # long enough for the turn to end and reasoning to start
+    # The turn ends 0.5 s into the pause (the first sentence is complete) and the user goes on 1 s later.
+    pause = np.zeros(int(RATE * 1.5), dtype=np.int16)
     recorder = converse(stack, [Speak(np.concatenate([english.audio[:cut], pause, english.audio[cut:]])),
                                 Silence(2.5), UntilDone()], speed=1.0, no_ack=True)
     got = turns(recorder)
@@ -195,8 +197,9 @@ def test_bad_frames_get_errors_and_the_session_goes_on(stack, clips):
 def test_speech_that_never_ends_is_cut_and_silence_ends_the_session(stack, clips):
     """max_turn_s (12 s here) ends a turn that never pauses; idle_s (20 s) of silence ends the session."""
     english = clips[ENGLISH]
-    endless = np.concatenate([english.audio] * 4)  # ~20 s of speech without a long pause
-    recorder = converse(stack, [Speak(endless), Silence(40.0)], speed=8.0, no_ack=True)
+    # The spoken part of the clip (its pauses are shorter than the endpoint wait), back to back: ~19 s of speech.
+    endless = np.concatenate([english.audio[int(1.2 * RATE): int(5.0 * RATE)]] * 5)
+    recorder = converse(stack, [Speak(endless), UntilDone(), Silence(45.0)], speed=8.0, no_ack=True)
     assert turns(recorder)[0]["trigger"] == "max_turn", json.dumps(turns(recorder))
     assert recorder.ended is not None and recorder.ended.reason == "idle"
 
@@ -217,3 +220,52 @@ def test_a_client_that_vanishes_mid_turn_frees_it_and_the_gateway_keeps_serving(
     recorder = converse(stack, [Speak(english.audio, english.frames), Silence(2.0), UntilDone()], speed=3.0,
                         no_ack=True)
     assert turns(recorder)[0]["reply"]
+
+
+def test_cli_live_holds_a_two_turn_conversation(stack, shared_media, tmp_path):
+    """`emoomni live --from A --from B --out D` (real time, against the running stack): two answered turns, the
+    second given the first, and session.wav with the user on the left and the agent on the right."""
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    run = subprocess.run([sys.executable, "-m", "emoomni", "live", "--from", str(shared_media / ENGLISH),
+                          "--from", str(shared_media / MANDARIN), "--gap", "2.5", "--out", str(tmp_path),
+                          "--remote", stack], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    session = json.loads((tmp_path / "session.json").read_text())
+    answered = [t for t in session["turns"] if t["reply"]]
+    assert len(answered) >= 2 and answered[-1]["history_turns"] >= 1, json.dumps(session, ensure_ascii=False)
+    for turn in answered:
+        assert turn["ecot"]["emotion_analysis"] and turn["instruction"] and turn["timings_ms"]["voice_to_voice"] > 0
+    audio, rate = sf.read(tmp_path / "session.wav", dtype="int16")
+    assert rate == RATE and audio.ndim == 2 and audio.shape[1] == 2
+    user, agent = np.abs(audio[:, 0]).astype(float), np.abs(audio[:, 1]).astype(float)
+    assert user.max() > 1000 and agent.max() > 1000
+    # The agent speaks after the user, not over them: its first loud sample comes after the user's first.
+    assert np.argmax(agent > 1000) > np.argmax(user > 1000)
+
+
+def test_a_typed_message_is_answered_like_speech(stack):
+    with LiveSession(stack, session_config(RATE, no_ack=True, language="en")) as session:
+        events = session.events()
+        next(events)
+        session.text("I finally passed my driving test today after three tries!")
+        seen = {}
+        for event in events:
+            which = event.WhichOneof("event")
+            if which == "turn_started":
+                seen["trigger"] = event.turn_started.trigger
+            elif which == "transcript":
+                seen["transcript"] = event.transcript.text
+            elif which == "turn" and event.turn.WhichOneof("event") == "audio":
+                seen["audio"] = True
+            elif which == "turn" and event.turn.WhichOneof("event") == "done":
+                seen["reply"] = event.turn.done.ecot.response
+                break
+        session.text("   ")
+        error = next(e for e in events if e.WhichOneof("event") == "error")
+        session.end()
+    assert seen["trigger"] == "text" and "driving test" in seen["transcript"] and seen["reply"] and seen["audio"]
+    assert "empty text" in error.error.message
