@@ -199,7 +199,9 @@ def test_speech_that_never_ends_is_cut_and_silence_ends_the_session(stack, clips
     english = clips[ENGLISH]
     # The spoken part of the clip (its pauses are shorter than the endpoint wait), back to back: ~19 s of speech.
     endless = np.concatenate([english.audio[int(1.2 * RATE): int(5.0 * RATE)]] * 5)
-    recorder = converse(stack, [Speak(endless), UntilDone(), Silence(45.0)], speed=8.0, no_ack=True)
+    # (Whisper may find no words in such a loop of one sentence: that turn then ends with an error event, and the
+    # session goes on.)
+    recorder = converse(stack, [Speak(endless), UntilDone(), Silence(90.0)], speed=8.0, no_ack=True)
     assert turns(recorder)[0]["trigger"] == "max_turn", json.dumps(turns(recorder))
     assert recorder.ended is not None and recorder.ended.reason == "idle"
 
