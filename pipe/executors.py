@@ -8,6 +8,7 @@ every result the moment it exists (a crash loses only the items in flight).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -57,7 +58,12 @@ class RayExecutor:
         self._started = not ray.is_initialized()
         if self._started:
             kwargs = {"address": address} if address else {"num_cpus": num_cpus or self.workers}
-            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **kwargs)
+            # Ray sets OMP_NUM_THREADS=1 in its workers unless told; Whisper's int8 kernels then round differently
+            # and a word can change. The driver's value (or OpenMP's default, the core count) keeps the two executors
+            # computing alike.
+            omp = os.environ.get("OMP_NUM_THREADS") or str(os.cpu_count() or 1)
+            ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False,
+                     runtime_env={"env_vars": {"OMP_NUM_THREADS": omp}}, **kwargs)
         self._actor = ray.remote(_StageActor)
 
     def map(self, stage: Stage, items: list[dict]) -> Iterator[tuple[dict, Result]]:

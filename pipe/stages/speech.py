@@ -74,8 +74,13 @@ class TranscribeStage(Stage):
         regions = self.regions(audio)
         if not regions:
             raise Drop("no speech found by the VAD")
+        import ctranslate2
+
         words = []
         for start, end in regions:
+            # Whisper falls back to sampling on windows it decodes with low confidence: seeded per window, the same
+            # audio gives the same words in any worker, whatever it transcribed before.
+            ctranslate2.set_random_seed(start)
             result = self.asr.transcribe(audio[start:end], 16000)
             offset = item["start_s"] + start / 16000
             for w in result.words:

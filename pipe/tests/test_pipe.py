@@ -13,85 +13,20 @@ import sqlite3
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import av
-import numpy as np
 import pytest
 
-from conftest import ENGLISH_CLIP, MANDARIN_CLIPS, clip_audio
+from conftest import ENGLISH_CLIP
 from emoomni.core.natsserver import free_port
 from emoomni.pipe.config import PipeConfig
+from emoomni.pipe.episode import write_episode
 from emoomni.pipe.executors import LocalExecutor, RayExecutor
 from emoomni.pipe.export import export
 from emoomni.pipe.runner import Pipeline, build_stages
 from emoomni.pipe.stages.dialogue import FilterStage
 from training.common.messages import load_jsonl
-
-WIDTH, HEIGHT, FPS, RATE = 640, 360, 15, 16000
-GAP_S = 1.0
-# (clip, start s, end s): the English speaker's two sentences frame the two Mandarin speakers, so the episode has
-# four utterances by three speakers and the first speaker comes back.
-EPISODE = ((ENGLISH_CLIP, 0.0, 2.85), (MANDARIN_CLIPS[0], 0.0, None), (MANDARIN_CLIPS[1], 0.0, None),
-           (ENGLISH_CLIP, 2.85, None))
-
-
-def letterboxed_frames(path: Path, start: float, end: float | None) -> list[np.ndarray]:
-    """RGB frames of [start, end) at FPS, scaled to fit WIDTH x HEIGHT on black."""
-    frames, step, next_t = [], 1 / FPS, start
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        scale = min(WIDTH / stream.width, HEIGHT / stream.height)
-        w, h = int(stream.width * scale) // 2 * 2, int(stream.height * scale) // 2 * 2
-        for frame in container.decode(stream):
-            if frame.time is None or frame.time < next_t:
-                continue
-            if end is not None and frame.time >= end:
-                break
-            canvas = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
-            y, x = (HEIGHT - h) // 2, (WIDTH - w) // 2
-            canvas[y:y + h, x:x + w] = frame.to_ndarray(format="rgb24", width=w, height=h)
-            while next_t <= frame.time + 1e-6:
-                frames.append(canvas)
-                next_t += step
-    return frames
-
-
-def write_episode(path: Path, media: Path, parts=EPISODE) -> Path:
-    frames: list[np.ndarray] = []
-    audio: list[np.ndarray] = []
-    gap_frames = [np.zeros((HEIGHT, WIDTH, 3), np.uint8)] * int(GAP_S * FPS)
-    for number, (clip, start, end) in enumerate(parts):
-        if number:
-            frames += gap_frames
-            audio.append(np.zeros(len(gap_frames) * RATE // FPS, np.float32))
-        picture = letterboxed_frames(media / clip, start, end)
-        sound = clip_audio(media / clip, RATE)[int(start * RATE):None if end is None else int(end * RATE)]
-        n = len(picture) * RATE // FPS  # cut both tracks to the same length, so they stay in step
-        sound = np.pad(sound, (0, max(0, n - sound.size)))[:n]
-        frames += picture
-        audio.append(sound)
-    samples = np.concatenate(audio).reshape(1, -1)
-    with av.open(str(path), mode="w") as out:
-        video = out.add_stream("libx264", rate=FPS)
-        video.width, video.height, video.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        video.options = {"preset": "veryfast"}
-        sound = out.add_stream("aac", rate=RATE)
-        sound.layout = "mono"
-        for i, rgb in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-            frame.pts, frame.time_base = i, Fraction(1, FPS)
-            out.mux(video.encode(frame))
-        out.mux(video.encode())
-        for offset in range(0, samples.shape[1], 1024):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, offset:offset + 1024]), format="flt",
-                                               layout="mono")
-            frame.sample_rate, frame.pts = RATE, offset
-            out.mux(sound.encode(frame))
-        out.mux(sound.encode())
-    return path
-
 
 
 @pytest.fixture(scope="module")
@@ -203,6 +138,7 @@ def test_transient_failures_are_retried_on_later_runs_up_to_the_limit(first_run,
     assert attempts == [0, 0, 1]  # tried in runs 1 and 2, given up in run 3
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_with_only_the_work_left(tmp_path, episode_dir, pipe_cfg, first_run):
     """`emoomni pipe` killed (SIGKILL) once the first utterance is captioned; the next run keeps what was recorded
     and finishes the rest, and the exported files equal an uninterrupted run's."""
@@ -239,6 +175,7 @@ def test_killed_run_resumes_with_only_the_work_left(tmp_path, episode_dir, pipe_
         assert [r["id"] for r in read_jsonl(files[name])] == [r["id"] for r in read_jsonl(reference[name])]
 
 
+@pytest.mark.slow
 def test_ray_executor_gives_the_records_of_the_local_one(tmp_path, episode_dir, pipe_cfg, first_run):
     """A real local Ray cluster (2 CPUs), one model load per actor, through the speech stages."""
     summary = first_run[0]
