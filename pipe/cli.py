@@ -8,6 +8,8 @@ from pathlib import Path
 
 from emoomni.sdk.commands import Command, fail
 
+STAGE_NAMES = ["ingest", "transcribe", "diarize", "clip", "caption", "dialogue", "filter", "ecot"]
+
 
 class PipeCommand(Command):
     name = "pipe"
@@ -23,6 +25,8 @@ class PipeCommand(Command):
         parser.add_argument("--executor", choices=["local", "ray"], default="local")
         parser.add_argument("--workers", type=int, default=1, help="worker processes (local) or actors per stage (ray)")
         parser.add_argument("--ray-address", metavar="ADDR", help="join a running Ray cluster (default: start one)")
+        parser.add_argument("--until", metavar="STAGE", choices=STAGE_NAMES,
+                            help=f"stop after this stage ({', '.join(STAGE_NAMES)}); a later run goes on from there")
         parser.add_argument("--llm", metavar="URL[#MODEL]",
                             help="OpenAI-compatible endpoint for filters and E-CoT (key from $EMOOMNI_PIPE_LLM_KEY); "
                                  "default: the packaged local model")
@@ -33,7 +37,7 @@ class PipeCommand(Command):
         from emoomni.pipe.config import PipeConfig
         from emoomni.pipe.executors import make_executor
         from emoomni.pipe.export import export
-        from emoomni.pipe.runner import Pipeline, find_inputs
+        from emoomni.pipe.runner import Pipeline, build_stages, find_inputs
 
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         try:
@@ -46,7 +50,10 @@ class PipeCommand(Command):
             return fail(str(exc))
         executor = make_executor(args.executor, args.workers, args.ray_address)
         try:
-            summary = Pipeline(pipe_cfg, args.out, executor, stack=cfg).run(args.input)
+            stages = build_stages(pipe_cfg, Path(args.out).resolve(), cfg)
+            if args.until:
+                stages = stages[:[s.name for s in stages].index(args.until) + 1]
+            summary = Pipeline(pipe_cfg, args.out, executor, stages=stages).run(args.input)
         finally:
             executor.close()
         files = export(Path(args.out).resolve(), summary.outputs, summary.as_dict())

@@ -140,19 +140,20 @@ def test_transient_failures_are_retried_on_later_runs_up_to_the_limit(first_run,
 
 @pytest.mark.slow
 def test_killed_run_resumes_with_only_the_work_left(tmp_path, episode_dir, pipe_cfg, first_run):
-    """`emoomni pipe` killed (SIGKILL) once the first utterance is captioned; the next run keeps what was recorded
-    and finishes the rest, and the exported files equal an uninterrupted run's."""
+    """`emoomni pipe --until caption` killed (SIGKILL) once the first utterance is clipped; the next run keeps what
+    was recorded and finishes the rest, and its captions equal those of an uninterrupted run."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "emoomni", "pipe", "--input", str(episode_dir / "episode.mp4"), "--out", str(out)]
+    cmd = [sys.executable, "-m", "emoomni", "pipe", "--input", str(episode_dir / "episode.mp4"), "--out", str(out),
+           "--until", "caption"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline and proc.poll() is None:
             if (out / "manifest.sqlite").exists():
                 with sqlite3.connect(out / "manifest.sqlite", timeout=10) as db:
-                    if db.execute("SELECT COUNT(*) FROM records WHERE stage='caption'").fetchone()[0]:
+                    if db.execute("SELECT COUNT(*) FROM records WHERE stage='clip'").fetchone()[0]:
                         break
-            time.sleep(0.5)
+            time.sleep(0.2)
         assert proc.poll() is None, "the run ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
@@ -162,17 +163,14 @@ def test_killed_run_resumes_with_only_the_work_left(tmp_path, episode_dir, pipe_
     with sqlite3.connect(out / "manifest.sqlite") as db:
         (first_id,) = db.execute("SELECT run_id FROM records WHERE stage='ingest'").fetchone()
         done = db.execute("SELECT COUNT(*) FROM records WHERE run_id=?", (first_id,)).fetchone()[0]
-    assert not (out / "stage2.jsonl").exists()
-    stages = first_run[2]  # the loaded models (the pipeline points them at this output folder)
+    assert not (out / "stage1.jsonl").exists()
+    stages = first_run[2][:5]  # the loaded models, through caption (the pipeline points them at this folder)
     resumed = Pipeline(pipe_cfg, out, LocalExecutor(), stages=stages, progress=False).run([episode_dir / "episode.mp4"])
     files = export(out, resumed.outputs, resumed.as_dict())
     assert sum(s.done_before for s in resumed.stages) == done  # everything recorded before the kill is kept
-    assert stage(resumed, "caption").done_before >= 1 and stage(resumed, "transcribe").done_before == 1
-    reference = first_run[3]
-    assert read_jsonl(files["stage1"]) == read_jsonl(reference["stage1"])
-    # Sampled LLM text may differ with the model's cache state; the rows and their inputs may not.
-    for name in ("stage2", "talker"):
-        assert [r["id"] for r in read_jsonl(files[name])] == [r["id"] for r in read_jsonl(reference[name])]
+    assert stage(resumed, "transcribe").done_before == 1 and stage(resumed, "clip").done_before >= 1
+    assert stage(resumed, "caption").done_before == 0 and stage(resumed, "caption").ok == 4
+    assert read_jsonl(files["stage1"]) == read_jsonl(first_run[3]["stage1"])
 
 
 @pytest.mark.slow
