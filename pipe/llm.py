@@ -34,8 +34,7 @@ def reasoning_config(spec: str, threads: int = 1):
     key_env = KEY_ENV if os.environ.get(KEY_ENV) else "OPENAI_API_KEY"
     return OpenAICompatibleReasoning(openai_compatible=OpenAICompatibleConfig(
         base_url=url, model=model or "default", api_key_env=key_env, temperature=0.2,
-        response_format="json_object" if "json_object" in os.environ.get("EMOOMNI_PIPE_LLM_FORMAT", "") else
-        "json_schema"))
+        response_format="json_object" if os.environ.get("EMOOMNI_PIPE_LLM_FORMAT") == "json_object" else "json_schema"))
 
 
 def describe(spec: str) -> str:
@@ -83,11 +82,14 @@ class PipeLLM:
     def verdict(self, system: str, user: str, schema: type[BaseModel], max_tokens: int = 200) -> BaseModel:
         """A JSON verdict from the endpoint, constrained to `schema` and validated by it."""
         oc = self.config.openai_compatible
+        if oc.response_format == "json_object":  # llama-cpp-python's server
+            response_format = {"type": "json_object", "schema": schema.model_json_schema()}
+        else:
+            response_format = {"type": "json_schema", "json_schema": {
+                "name": schema.__name__, "schema": schema.model_json_schema(), "strict": True}}
         reply = self.backend.client.chat.completions.create(
-            model=oc.model, temperature=0.0, max_tokens=max_tokens,
-            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
-            response_format={"type": "json_schema", "json_schema": {
-                "name": schema.__name__, "schema": schema.model_json_schema(), "strict": True}})
+            model=oc.model, temperature=0.0, max_tokens=max_tokens, response_format=response_format,
+            messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
         text = reply.choices[0].message.content or ""
         try:
             return schema.model_validate_json(text)

@@ -138,6 +138,31 @@ def test_transient_failures_are_retried_on_later_runs_up_to_the_limit(first_run,
     assert attempts == [0, 0, 1]  # tried in runs 1 and 2, given up in run 3
 
 
+def test_semantic_filter_through_an_openai_compatible_endpoint(first_run, episode_dir, monkeypatch):
+    """`--llm URL`: the packaged model behind llama-cpp-python's OpenAI-compatible server answers the semantic filter
+    as one JSON verdict, validated by pydantic; the verdict keeps or drops the dialogue with its reason."""
+    from emoomni.eval.llm_server import llama_cpp_server
+
+    _, out, stages, _ = first_run
+    monkeypatch.setenv("EMOOMNI_PIPE_LLM_FORMAT", "json_object")  # that server's form of a schema
+    with llama_cpp_server(threads=1, n_ctx=2048) as url:
+        cfg = PipeConfig(llm=url)
+        run = Pipeline(cfg, out, LocalExecutor(), stages=[*stages[:6], FilterStage(cfg.dialogue, out, cfg.llm)],
+                       progress=False).run([episode_dir])
+    filt = stage(run, "filter")
+    assert all(s.done_before == s.items_in for s in run.stages[:6])
+    assert filt.ok + sum(filt.dropped.values()) == 1, filt  # a verdict, not a transient failure
+    if filt.ok:
+        verdict = run.outputs["filter"][0]["semantic_verdict"]
+        assert verdict["coherent"] and verdict["interaction"] and verdict["complete"] and verdict["reason"]
+    else:
+        assert next(iter(filt.dropped)).startswith("semantic filter: not ")
+    with sqlite3.connect(out / "manifest.sqlite") as db:
+        (provenance,) = db.execute("SELECT provenance FROM records WHERE stage='filter' AND run_id=?",
+                                   (run.run_id,)).fetchone()
+    assert json.loads(provenance)["config"]["llm"] == f"openai-compatible:{url}#default"
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_with_only_the_work_left(tmp_path, episode_dir, pipe_cfg, first_run):
     """`emoomni pipe --until caption` killed (SIGKILL) once the first utterance is clipped; the next run keeps what
