@@ -168,16 +168,19 @@ def test_killed_run_resumes_with_only_the_work_left(tmp_path, episode_dir, pipe_
     """`emoomni pipe --until caption` killed (SIGKILL) once the first utterance is clipped; the next run keeps what
     was recorded and finishes the rest, and its captions equal those of an uninterrupted run."""
     out = tmp_path / "out"
+    out.mkdir()
     cmd = [sys.executable, "-m", "emoomni", "pipe", "--input", str(episode_dir / "episode.mp4"), "--out", str(out),
            "--until", "caption"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 400
         while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "manifest.sqlite").exists():
+            try:
                 with sqlite3.connect(out / "manifest.sqlite", timeout=10) as db:
                     if db.execute("SELECT COUNT(*) FROM records WHERE stage='clip'").fetchone()[0]:
                         break
+            except sqlite3.OperationalError:  # not created yet
+                pass
             time.sleep(0.2)
         assert proc.poll() is None, "the run ended before it could be killed"
         proc.send_signal(signal.SIGKILL)
