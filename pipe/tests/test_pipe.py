@@ -98,6 +98,24 @@ def test_episode_gives_utterances_speakers_captions_and_training_files(first_run
     assert all(p["source_sha256"] and p["time_range_s"] and p["config"]["faster_whisper"] for p in provenance)
 
 
+def test_long_videos_are_cut_into_chunks_of_16_khz_mono_audio(tmp_path, episode_dir):
+    """The paper cuts 20-minute chunks; 6-second ones here cut the 16.8 s episode into three."""
+    import soundfile as sf
+
+    from emoomni.pipe.stages.media import IngestStage
+
+    cfg = PipeConfig.model_validate({"ingest": {"chunk_minutes": 0.1}})
+    run = Pipeline(cfg, tmp_path, LocalExecutor(), stages=[IngestStage(cfg.ingest, tmp_path)],
+                   progress=False).run([episode_dir / "episode.mp4"])
+    chunks = run.outputs["ingest"]
+    assert [c["start_s"] for c in chunks] == [0.0, 6.0, 12.0]
+    assert chunks[0]["end_s"] == 6.0 and 16.5 < chunks[-1]["end_s"] < 17.0
+    for chunk in chunks:
+        info = sf.info(tmp_path / chunk["audio"])
+        assert (info.samplerate, info.channels) == (16000, 1)
+        assert abs(info.duration - (chunk["end_s"] - chunk["start_s"])) < 1e-3
+
+
 def test_rerun_does_nothing_and_duplicates_nothing(first_run, episode_dir, pipe_cfg):
     _, out, stages, files = first_run
     before = {name: path.read_bytes() for name, path in files.items() if name != "summary"}
