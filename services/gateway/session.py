@@ -40,8 +40,7 @@ from emoomni.services.gateway.listening import (
 )
 from emoomni.services.gateway.memory import RememberedTurn, SessionMemory, SessionStore
 from emoomni.services.gateway.turn_clip import SAMPLE_RATE, turn_clip
-from emoomni.services.reasoning.backends.interface import RESPONSE
-from emoomni.v1 import agent_pb2, media_pb2
+from emoomni.v1 import agent_pb2, media_pb2, reasoning_pb2
 
 log = logging.getLogger(__name__)
 
@@ -496,7 +495,7 @@ class LiveSession:
                     turn.user_text = transcript.text
                     put(agent_pb2.SessionEvent(transcript=agent_pb2.UserTranscript(
                         turn_id=turn.turn_id, text=transcript.text, language=transcript.language)))
-                elif which == "ecot_delta" and event.ecot_delta.part == RESPONSE:
+                elif which == "ecot_delta" and event.ecot_delta.part == reasoning_pb2.ECOT_PART_RESPONSE:
                     turn.response += event.ecot_delta.text
                 elif which == "audio":
                     await self._pace(turn)
