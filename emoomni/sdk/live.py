@@ -136,11 +136,12 @@ class AsyncLiveSession:
 class LiveSession:
     """A live session with plain threads: send from any thread, iterate `events()` in one."""
 
-    def __init__(self, target: str, config: agent_pb2.SessionConfig, **security):
+    def __init__(self, target: str, config: agent_pb2.SessionConfig, timeout_s: float | None = None, **security):
+        """`timeout_s`: a deadline for the whole session (none by default: a conversation may go on for hours)."""
         self._channel = client_channel(target, **{k: v or "" for k, v in security.items()}, options=_OPTIONS)
         self._inputs: queue.Queue = queue.Queue()
         self._inputs.put(agent_pb2.SessionInput(config=config))
-        self._call = agent_pb2_grpc.AgentStub(self._channel).Session(self._read_inputs())
+        self._call = agent_pb2_grpc.AgentStub(self._channel).Session(self._read_inputs(), timeout=timeout_s)
         self._lock = threading.Lock()
 
     def _read_inputs(self) -> Iterator[agent_pb2.SessionInput]:

@@ -43,7 +43,8 @@ def converse(gateway: str, steps, speed: float = 1.0, **options) -> Recorder:
 
     async def go():
         config = session_config(RATE, video=True, **options)
-        await hold_session(AsyncLiveSession.connect(gateway, config), steps, recorder, speed=speed)
+        await asyncio.wait_for(hold_session(AsyncLiveSession.connect(gateway, config), steps, recorder, speed=speed),
+                               timeout=600)
 
     asyncio.run(go())
     return recorder
@@ -67,7 +68,7 @@ def test_two_turns_remember_the_first_and_resume_later(stack, clips):
     assert recorder.ended is not None and recorder.ended.reason == "end" and recorder.ended.turns == 2
 
     # Another connection picks the conversation up from the store: it remembers both turns.
-    with LiveSession(stack, session_config(RATE, resume_id="two-turns-1")) as session:
+    with LiveSession(stack, session_config(RATE, resume_id="two-turns-1"), timeout_s=120) as session:
         started = next(iter(session.events()))
         assert started.started.session_id == "two-turns-1" and started.started.history_turns == 2
 
@@ -88,7 +89,7 @@ def test_barge_in_stops_the_turn_and_sends_no_stale_audio(stack, clips):
 
     async def go():
         session = AsyncLiveSession.connect(stack, session_config(RATE, video=True))
-        await hold_session(session, steps, recorder)
+        await asyncio.wait_for(hold_session(session, steps, recorder), timeout=600)
 
     asyncio.run(go())
     first = turns(recorder)[0]
@@ -159,7 +160,8 @@ def test_bad_frames_get_errors_and_the_session_goes_on(stack, clips):
     frames per second, a playback report for an unknown turn: each gets an error event, the session keeps
     listening, and a second session with the same id is refused while the first is live."""
     english = clips[ENGLISH]
-    with LiveSession(stack, session_config(RATE, session_id="bad-frames-1", video=True, no_ack=True)) as session:
+    with LiveSession(stack, session_config(RATE, session_id="bad-frames-1", video=True, no_ack=True),
+                     timeout_s=300) as session:
         events = session.events()
         assert next(events).started.session_id == "bad-frames-1"
         session.send_audio(b"\0" * 641)
@@ -188,8 +190,8 @@ def test_bad_frames_get_errors_and_the_session_goes_on(stack, clips):
         for _ in range(150):
             session.send_audio(b"\0\0" * 320)
         for event in events:
-            if event.WhichOneof("event") == "turn" and event.turn.WhichOneof("event") == "done":
-                assert event.turn.done.ecot.response
+            if event.WhichOneof("event") == "turn" and event.turn.WhichOneof("event") in ("done", "error"):
+                assert event.turn.done.ecot.response, str(event)
                 break
         session.end()
 
@@ -208,7 +210,7 @@ def test_speech_that_never_ends_is_cut_and_silence_ends_the_session(stack, clips
 
 def test_a_client_that_vanishes_mid_turn_frees_it_and_the_gateway_keeps_serving(stack, clips):
     english = clips[ENGLISH]
-    session = LiveSession(stack, session_config(RATE, no_ack=True))
+    session = LiveSession(stack, session_config(RATE, no_ack=True), timeout_s=300)
     events = session.events()
     next(events)
     for offset in range(0, english.audio.size, 320):
@@ -250,7 +252,7 @@ def test_cli_live_holds_a_two_turn_conversation(stack, shared_media, tmp_path):
 
 
 def test_a_typed_message_is_answered_like_speech(stack):
-    with LiveSession(stack, session_config(RATE, no_ack=True, language="en")) as session:
+    with LiveSession(stack, session_config(RATE, no_ack=True, language="en"), timeout_s=300) as session:
         events = session.events()
         next(events)
         session.text("I finally passed my driving test today after three tries!")
