@@ -24,22 +24,23 @@ _EN = {
                     r" it up| up)|high speed|top speed|(?:faster|quicker|higher) (?:tempo|pace)|pick up the pace",
     ("pitch", "down"): r"deep(?:er)?(?= voice| tone| register| pitch| sound|,)|bass|baritone|low(?:er)?[- ]pitch(?:ed)?|low(?:er)? (?:voice|register|tone|note)s?"
                        r"|(?:lower|drop|bring down)(?: the| your| my)? (?:pitch|voice)|pitch(?::| is| it)? (?:low|down)"
-                       r"|down low|rumbl\w*",
+                       r"|down low|low in pitch|rumbl\w*",
     ("pitch", "up"): r"high(?:er)?[- ](?:pitch(?:ed)?|toned?)|high(?:er)? (?:voice|register|tone|note)s?|squeak\w*"
-                     r"|shrill|falsetto|piping|(?:raise|lift)(?: the| your| my)? pitch|pitch(?:: | it | is )?"
-                     r"(?:up|high(?:er)?)|soaring|higher than usual",
+                     r"|shrill|falsetto|piping|(?:raise|lift)(?: the| your| my)? pitch|pitch(?::| it| is)? "
+                     r"(?:up|high(?:er)?)|soaring|high in pitch|higher than usual",
     ("energy", "down"): r"quiet(?:ly|er)?|soft(?:ly|er)?|hush(?:ed)?|whisper\w*|murmur\w*|barely audible|faint(?:ly)?"
-                        r"|(?:volume|voice) (?:\w+ ){0,3}?(?:down|low|gentle|soft)|(?:lower|turn down)(?: the)? volume"
+                        r"|volume (?:(?!and\b)\w+ ){0,2}?(?:down|low|gentle|soft)|keep (?:your|my|the) voice down"
+                        r"|(?:lower|turn down)(?: the)? volume"
                         r"|under (?:my|your) breath|gentle volume",
     ("energy", "up"): r"loud(?:ly|er)?|shout\w*|yell\w*|boom\w*|belt\w*|bellow\w*|at the top of (?:my|your) lungs"
-                      r"|(?:volume|voice) (?:\w+ ){0,3}?up|more volume|amplif\w*|full volume|(?:raise|turn up)"
+                      r"|volume (?:(?!and\b)\w+ ){0,2}?up|more volume|amplif\w*|full volume|(?:raise|turn up)"
                       r"(?: the| your| my)? (?:volume|voice)|project (?:my|your|the) voice",
 }
 _ZH = {
     ("rate", "down"): r"慢|一个字一个字",
     ("rate", "up"): r"快|急促",
-    ("pitch", "down"): r"低沉|低音|音调(?:放|降)?低|降低音调|粗",
-    ("pitch", "up"): r"高音|尖|音调(?:提|升)?高|提高音调|细声",
+    ("pitch", "down"): r"低沉|低音|低的?音调|音调(?:放|降)?低|降低音调|粗",
+    ("pitch", "up"): r"高音|尖|高的?音调|音调(?:提|升)?高|提高音调|细声",
     ("energy", "down"): r"小声|轻声|轻轻|悄悄|耳语|低声|音量(?:放|调)?小",
     ("energy", "up"): r"大声|喊|音量(?:放|调)?大|声音大|响亮",
 }
