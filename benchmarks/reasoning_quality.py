@@ -138,9 +138,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--limit", type=int, default=0, help="first N scenarios of each language only")
+    parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (1 is faster on a crowded CPU)")
     args = parser.parse_args()
     cfg = load_config(env={})
     cfg.reasoning.llama_cpp.model = args.model
+    cfg.reasoning.llama_cpp.n_threads = args.threads
     backend, mapper = LlamaCppBackend(cfg.reasoning), InstructionCore(cfg)
     scenarios = load_scenarios()
     if args.limit:

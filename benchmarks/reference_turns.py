@@ -45,7 +45,7 @@ def main() -> int:
     lines = ["# Two turns beside the paper's reference E-CoT", "",
              f"Written by `benchmarks/reference_turns.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
              f"({machine()['cpu']}, {machine()['cores']} cores, shared with other work). The stack's CPU default: "
-             f"ASR {cfg.perception.asr.model} (by language: {cfg.perception.asr.model_by_language or 'none'}), "
+             f"ASR {cfg.perception.asr.model_path or 'Whisper-base'} (languages {cfg.perception.asr.languages}), "
              f"reasoning {cfg.reasoning.llama_cpp.model} in llama.cpp, talker {cfg.talker.active}. The reference "
              "is what the paper's own system (Qwen2.5-Omni-7B fine-tuned, on a GPU) wrote for the same clip.", ""]
     for clip, turn in run_async(run(args.clips.split(","))):

@@ -65,6 +65,7 @@ def test_reading_follows_the_words_and_states_a_conflict(classifier):
     assert any("the voice is lively, but the face looks angry" in s for s in frown.sentences)
 
 
-# Set from the measurement in benchmarks/RESULTS.md, a few points below it.
-ACCURACY_FLOOR = 0.0
-LANGUAGE_FLOOR = 0.0
+# A few points under the measurement in benchmarks/RESULTS.md (2026-12-02: 54.6 % overall, en 55.6 %, zh 53.6 %;
+# chance is 14 %). Weak on proud (read as happy), surprised and neutral: see RESULTS.md.
+ACCURACY_FLOOR = 0.50
+LANGUAGE_FLOOR = 0.48
