@@ -4,9 +4,9 @@ examples never change, so llama.cpp keeps them cached between turns.
 
 Against template collapse (every turn read as "excited", every reply opening "Congratulations"): the worked
 examples cover four different feelings in both languages, each with its own kind of strategy and its own way
-of opening the reply, and none is the newest message (a small model copies whatever came last); the reading
-is written by code from the measured cues (reading.py); and the strategy opens with a manner that follows
-that reading (STRATEGY_MANNER), which the model then completes.
+of opening the reply; the reading is written by code from the measured cues (reading.py); and the strategy
+opens with a manner that follows that reading (STRATEGY_MANNER), which the model then completes. Known
+weakness (benchmarks/RESULTS.md): a 0.5B model still copies the last example's reply opener or the user's words.
 """
 
 from __future__ import annotations
