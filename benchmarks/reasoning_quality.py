@@ -32,15 +32,17 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import save, summary  # noqa: E402
 from emoomni.core.config import load_config  # noqa: E402
+from emoomni.core.text import SentenceSplitter  # noqa: E402
 from emoomni.services.instruction.core import InstructionCore  # noqa: E402
 from emoomni.services.reasoning.backends.interface import EMOTION, INTENT, RESPONSE, STRATEGY  # noqa: E402
 from emoomni.services.reasoning.backends.llama_cpp_backend import LlamaCppBackend  # noqa: E402
-from emoomni.core.text import SentenceSplitter  # noqa: E402
+from emoomni.services.reasoning.prompt import NEGATIVE_READINGS, manner_label  # noqa: E402
 from emoomni.v1 import perception_pb2 as pb  # noqa: E402
 
 SCENARIOS = ROOT / "services" / "reasoning" / "data" / "scenarios.yaml"
 EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 BAD_NEWS = {"sad", "worried", "angry"}
+POSITIVE = {"happy", "excited", "joyful", "relieved", "hopeful", "proud", "amused", "playful", "surprised"}
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -74,6 +76,22 @@ def strategy_fits(emotion: str, c) -> bool:
     if emotion in ("happy", "proud", "surprised"):
         return (c.pitch_scale > 1.0 or c.energy_scale > 1.0) and c.emotion in ("happy", "excited", "amused", "hopeful")
     return c.emotion != "angry"
+
+
+def valence(label: str) -> str:
+    return "negative" if label in NEGATIVE_READINGS else "positive" if label in POSITIVE else "neutral"
+
+
+def copies_user(reply: str, said: str, lang: str, run: int = 4) -> bool:
+    """The reply repeats a run of `run` words (Mandarin: `run` + 2 characters) of what the user said."""
+    if lang == "zh":
+        n = run + 2
+        said_han = "".join(_HAN.findall(said))
+        reply_han = "".join(_HAN.findall(reply))
+        return any(said_han[i:i + n] in reply_han for i in range(len(said_han) - n + 1))
+    words = lambda t: re.sub(r"[^\w\s']", " ", t.lower()).split()  # noqa: E731
+    s, r = words(said), " ".join(words(reply))
+    return any(" ".join(s[i:i + run]) in r for i in range(len(s) - run + 1))
 
 
 def opener(reply: str, lang: str) -> str:
@@ -110,11 +128,22 @@ def run_scenario(backend: LlamaCppBackend, mapper: InstructionCore, s: dict) -> 
             "strategy": parts[STRATEGY].strip(), "reply": reply,
             "controls": {"emotion": controls.emotion, "pitch": round(controls.pitch_scale, 2),
                          "rate": round(controls.rate_scale, 2), "energy": round(controls.energy_scale, 2)},
-            "strategy_fits": strategy_fits(s["emotion"], controls), "language_ok": language_ok(reply, s["lang"]),
+            "strategy_fits": strategy_fits(s["emotion"], controls),
+            "strategy_follows_reading": strategy_fits(_reading_emotion(manner_label(reading)), controls),
+            "valence_ok": valence(s["emotion"]) in {valence(label) for label in reading.split(" and ")},
+            "copies_user": copies_user(reply, s["text"], s["lang"]), "language_ok": language_ok(reply, s["lang"]),
             "opener": opener(reply, s["lang"]),
             "congratulates_bad_news": s["emotion"] in BAD_NEWS and bool(re.search(r"(?i)congratulat|恭喜", reply)),
             "strategy_s": round(strategy_s or total_s, 3), "first_sentence_s": round(first_sentence_s, 3),
             "total_s": round(total_s, 3)}
+
+
+def _reading_emotion(label: str) -> str:
+    """A reading label as one of the scenario set's feelings (for strategy_fits)."""
+    if label in NEGATIVE_READINGS:
+        return {"angry": "angry", "annoyed": "angry", "frustrated": "angry", "disgusted": "angry",
+                "sad": "sad", "disappointed": "sad", "lonely": "sad", "tired": "sad"}.get(label, "worried")
+    return "happy" if label in POSITIVE else "neutral"
 
 
 def report(rows: list[dict]) -> dict:
@@ -125,7 +154,8 @@ def report(rows: list[dict]) -> dict:
     top, count = openers.most_common(1)[0]
     return {"n": len(rows), "by_language": dict(Counter(r["lang"] for r in rows)),
             "reading_accuracy": share("reading_ok"), "strategy_follows_emotion": share("strategy_fits"),
-            "reply_in_user_language": share("language_ok"),
+            "strategy_follows_reading": share("strategy_follows_reading"), "valence_right": share("valence_ok"),
+            "reply_in_user_language": share("language_ok"), "replies_copying_the_user": share("copies_user"),
             "top_opener": top, "top_opener_share": round(count / len(rows), 3),
             "openers": openers.most_common(8),
             "congratulates_bad_news": sum(r["congratulates_bad_news"] for r in rows),

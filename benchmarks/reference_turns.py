@@ -17,9 +17,9 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import machine  # noqa: E402
 from benchmarks.embedded_turn import one_turn  # noqa: E402
-from emoomni.cli import run_async  # noqa: E402
+from emoomni.core.aio import run_async  # noqa: E402
 from emoomni.core.config import load_config  # noqa: E402
-from emoomni.runtime import EmbeddedAgent  # noqa: E402
+from emoomni.core.runtime import EmbeddedAgent  # noqa: E402
 
 MEDIA = ROOT.parent / "shared" / "media"
 FIELDS = (("emotion_analysis", "Emotion"), ("intent", "Intent"), ("strategy", "Strategy"), ("response", "Reply"))

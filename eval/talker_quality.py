@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from emoomni.eval import acoustics
-from emoomni.eval.acoustics import MIN_CHANGE, features  # noqa: F401  (re-exported for callers of this module)
+from emoomni.eval.acoustics import MIN_CHANGE, features
 from emoomni.eval.objective import WORD_TRANSFORM
 from emoomni.services.instruction.core import InstructionCore
 from emoomni.services.talker.core import TalkerCore

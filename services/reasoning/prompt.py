@@ -18,8 +18,8 @@ SYSTEM = (
     "said, measurements of their face and voice, and the reading of their feeling. Answer in four parts: "
     "Emotion (what the measurements show), Intent (what the person wants from you), Strategy (your tone, pace "
     "and approach, fitting their feeling: comfort sadness, calm worry, take anger seriously, share joy), Reply "
-    "(one or two short sentences you say aloud to the person, answering what they said in your own fresh "
-    "words, in the language asked for)."
+    "(one or two short sentences you say aloud to the person, speaking to them as \"you\": answer what they "
+    "said in your own fresh words, never retell their news as if it were yours, in the language asked for)."
 )
 
 # Worked examples in the format the backends continue. The situations are invented for this project.
@@ -74,6 +74,22 @@ STRATEGY_MANNER = {
 }
 
 LANGUAGE_NAMES = {"zh": "Mandarin Chinese", "en": "English"}
+# Readings after which a reply must not celebrate.
+NEGATIVE_READINGS = {"anxious", "worried", "nervous", "fearful", "sad", "disappointed", "lonely", "tired",
+                     "frustrated", "angry", "annoyed", "embarrassed", "guilty", "disgusted"}
+
+
+def manner_label(reading: str) -> str:
+    """The reading label the strategy's manner follows: the first one, unless the reading also holds a
+    negative feeling (a smile over bad news): then that one, because cheering up bad news hurts more than
+    being gentle with good news."""
+    labels = [label.strip(" .") for label in reading.split(" and ") if label.strip(" .")]
+    return next((label for label in labels if label in NEGATIVE_READINGS), labels[0] if labels else "")
+
+
+def reply_of(answer: str) -> str:
+    """The Reply line of a worked example."""
+    return answer.rsplit("Reply:", 1)[1].strip()
 
 
 def reply_language(perception: perception_pb2.PerceptionResult, languages: list[str]) -> str:

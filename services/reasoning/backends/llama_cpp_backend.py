@@ -12,6 +12,8 @@ instruction mapper reads English), and the reply is in the language heard when t
 
 from __future__ import annotations
 
+import re
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,14 +29,23 @@ from emoomni.services.reasoning.backends.interface import (
     Piece,
     evidence_text,
 )
-from emoomni.services.reasoning.models import MODEL_LANGUAGES, model_file, packaged_smollm2  # noqa: F401
+from emoomni.services.reasoning.models import (  # noqa: F401  (packaged_smollm2: kept for callers)
+    MODEL_LANGUAGES,
+    model_file,
+    packaged_qwen_coder,
+    packaged_smollm2,
+)
 from emoomni.services.reasoning.prompt import (
     EMOTION_OPENER,
+    EXAMPLES,
     INTENT_OPENER,
+    NEGATIVE_READINGS,
     STRATEGY_MANNER,
     STRATEGY_OPENER,
     chat_messages,
+    manner_label,
     reply_language,
+    reply_of,
 )
 from emoomni.services.reasoning.reading import Reading, TextEmotionClassifier, combine
 from emoomni.v1 import perception_pb2
@@ -42,6 +53,11 @@ from emoomni.v1 import perception_pb2
 _LABEL_GRAMMAR = ("root ::= label (\" and \" label)? \".\"\nlabel ::= "
                   + " | ".join(f'"{label}"' for label in EMOTION_LABELS))
 _BANNED = -1e9
+# The reply may not copy a run of this many tokens from the user's words or from a worked example's reply.
+COPY_NGRAM = 3
+# The reply is said aloud: it ends after this many sentences, whatever the token budget left.
+REPLY_SENTENCES = 2
+_SENTENCE_END = re.compile(r"[.!?。！？]+")
 
 
 class LlamaCppBackend:
@@ -63,7 +79,14 @@ class LlamaCppBackend:
         self._grammar = LlamaGrammar.from_string
         self.languages = list(opts.reply_languages or MODEL_LANGUAGES.get(opts.model, ["en"]))
         self._processors = self._build_processors()
-        self.words = TextEmotionClassifier(path, opts.n_threads) if opts.text_emotion else None
+        self._example_openers = {t for _, answer in EXAMPLES for t in self._first_tokens(reply_of(answer))}
+        self._example_replies = [self.llm.tokenize(f" {reply_of(answer)}".encode(), add_bos=False, special=False)
+                                 for _, answer in EXAMPLES]
+        self._congratulation_tokens = sorted({t for word in ("Congratulations", "congratulations", "Congrats",
+                                                             "congrats", "恭喜") for t in self._first_tokens(word)})
+        # The words cue always runs on the packaged Qwen (measured in benchmarks/RESULTS.md), whichever model
+        # writes the E-CoT: SmolLM2-135M was never shown to classify feelings.
+        self.words = TextEmotionClassifier(str(packaged_qwen_coder()), opts.n_threads) if opts.text_emotion else None
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token]).decode("utf-8", errors="ignore")
@@ -76,10 +99,16 @@ class LlamaCppBackend:
         n_vocab = self.llm.n_vocab()
         not_ascii = np.zeros(n_vocab, dtype=bool)
         latin = np.zeros(n_vocab, dtype=bool)
+        lower_led = np.zeros(n_vocab, dtype=bool)
         for token in range(n_vocab):
             raw = self.llm.detokenize([token])
             not_ascii[token] = bool(raw) and any(b > 126 or (b < 32 and b != 10) for b in raw)
             latin[token] = any(65 <= b <= 90 or 97 <= b <= 122 for b in raw)
+            lead = raw.lstrip()[:1]
+            lower_led[token] = (bool(lead) and 97 <= lead[0] <= 122) or (bool(raw) and not raw.strip())
+        # A reply opens with a capital, a digit or a quote, never " ouch": tokens led by a small letter (and
+        # bare whitespace, which would only put the small letter one token later).
+        self._lowercase_start = np.flatnonzero(lower_led)
         masks = {"ascii": not_ascii, "zh": latin}
         out = {}
         for name, mask in masks.items():
@@ -88,16 +117,47 @@ class LlamaCppBackend:
             out[name] = [lambda _ids, scores, bias=bias: scores + bias]
         return out
 
-    def _complete(self, prompt: str, max_tokens: int, *, label: bool = False, script: str = "ascii") -> Iterator[str]:
+    def _first_tokens(self, text: str) -> set[int]:
+        """The token a line opening with `text` would start with, with and without a leading space."""
+        out = set()
+        for variant in (f" {text.strip()}", text.strip()):
+            tokens = self.llm.tokenize(variant.encode(), add_bos=False, special=False)
+            if tokens:
+                out.add(tokens[0])
+        return out
+
+    def _reply_processor(self, perception: perception_pb2.PerceptionResult, feeling: str):
+        """The reply's constraints against template collapse.
+
+        A small model copies: the opening of the nearest worked example's reply, the user's own words, whole
+        runs of an example. So neither an example's opening nor the user's first word may open the reply, and
+        no run of COPY_NGRAM tokens may be copied from them: every turn has to find its own words. After bad
+        news the reply may not congratulate (the issue's "Congratulations" to a lost job)."""
+        first = set(self._example_openers)
+        said = perception.transcript.text.strip()
+        sources = list(self._example_replies)
+        if said:
+            first |= self._first_tokens(said.split()[0] if said.isascii() else said[:2])
+            sources += [self.llm.tokenize(variant.encode(), add_bos=False, special=False)
+                        for variant in (said, f" {said}")]
+        never: list[int] = []
+        if any(label in NEGATIVE_READINGS for label in feeling.replace(".", "").split(" and ")):
+            never = self._congratulation_tokens
+        return _ban(np.union1d(self._lowercase_start, sorted(first)).astype(np.int64), never, sources)
+
+    def _complete(self, prompt: str, max_tokens: int, *, seed: int, label: bool = False, script: str = "ascii",
+                  extra=None) -> Iterator[str]:
         from llama_cpp import LogitsProcessorList
 
-        common = dict(max_tokens=max_tokens, temperature=self.cfg.llama_cpp.temperature, top_p=0.9,
-                      repeat_penalty=1.15, stream=True, seed=self.cfg.llama_cpp.seed)
+        opts = self.cfg.llama_cpp
+        common = dict(max_tokens=max_tokens, temperature=opts.temperature, top_p=0.9,
+                      repeat_penalty=1.15, stream=True, seed=seed)
         if label:
             stream = self.llm.create_completion(prompt, grammar=self._grammar(self._label_grammar, verbose=False),
                                                 **common)
         else:
-            stream = self.llm.create_completion(prompt, logits_processor=LogitsProcessorList(self._processors[script]),
+            processors = list(self._processors[script]) + ([extra] if extra else [])
+            stream = self.llm.create_completion(prompt, logits_processor=LogitsProcessorList(processors),
                                                 stop=["\n"], **common)
         for chunk in stream:
             text = chunk["choices"][0]["text"]
@@ -115,6 +175,7 @@ class LlamaCppBackend:
                media: MediaSource | None = None) -> Iterator[Piece]:
         limits = self.cfg.limits
         language = reply_language(perception, self.languages)
+        seed = turn_seed(self.cfg.llama_cpp.seed, perception)
         prompt = self._format(messages=chat_messages(perception, context, language=language)).prompt
         prompt += f"Emotion: {EMOTION_OPENER}"
         reading = self.reading(perception)
@@ -127,12 +188,12 @@ class LlamaCppBackend:
         else:
             yield Piece(EMOTION, f"{evidence} {EMOTION_OPENER}")
             feeling = ""
-            for delta in self._complete(prompt, 12, label=True):
+            for delta in self._complete(prompt, 12, seed=seed, label=True):
                 yield Piece(EMOTION, delta)
                 feeling += delta
             prompt += feeling
         yield Piece(EMOTION, "", part_done=True)
-        manner = STRATEGY_MANNER.get(feeling.split(" and ")[0].strip(" ."), "")
+        manner = STRATEGY_MANNER.get(manner_label(feeling), "")
         strategy_opener = f"{STRATEGY_OPENER} {manner}".strip()
         for part, label, opener, budget in ((INTENT, "Intent", INTENT_OPENER, limits.intent_tokens),
                                             (STRATEGY, "Strategy", strategy_opener, limits.strategy_tokens),
@@ -143,15 +204,52 @@ class LlamaCppBackend:
             if opener:
                 yield Piece(part, opener)
             script = "zh" if part == RESPONSE and language == "zh" else "ascii"
-            for delta in self._complete(prompt, budget, script=script):
+            extra = self._reply_processor(perception, feeling) if part == RESPONSE else None
+            for delta in self._complete(prompt, budget, seed=seed, script=script, extra=extra):
                 if not text:
                     delta = delta.lstrip()
                 text += delta
                 if delta:
                     yield Piece(part, delta)
+                if part == RESPONSE and len(_SENTENCE_END.findall(text)) >= REPLY_SENTENCES \
+                        and _SENTENCE_END.search(text[-2:]):
+                    break
             if not text.strip():  # the model ended the line at once; say so rather than leave a hole
                 text = "I will answer warmly." if part != RESPONSE else \
                     ("我在这儿，听你说。" if language == "zh" else "I hear you, and I am here with you.")
                 yield Piece(part, text)
             prompt += text[len(opener):] if opener else f" {text}"
             yield Piece(part, "", part_done=True)
+
+
+def turn_seed(seed: int, perception: perception_pb2.PerceptionResult) -> int:
+    """The sampling seed of one turn: the configured seed mixed with what was said. The same turn always gives
+    the same E-CoT; different turns draw independently (one seed for every turn would make similar turns pick
+    the same words, itself a template)."""
+    return (seed + zlib.crc32(perception.transcript.text.encode())) & 0x7FFFFFFF
+
+
+def _ban(first, always: list[int], sources: list[list[int]] = (), n: int = COPY_NGRAM):
+    """A logits processor: `first` banned at the first generated token only, `always` at every token, and
+    any token that would complete an `n`-token run copied from one of `sources` (the user's words, the worked
+    examples' replies)."""
+    state: dict = {"start": None}
+    follows: dict[tuple[int, ...], set[int]] = {}
+    for source in sources:
+        for i in range(len(source) - n + 1):
+            follows.setdefault(tuple(source[i:i + n - 1]), set()).add(source[i + n - 1])
+
+    def apply(ids, scores):
+        if state["start"] is None:
+            state["start"] = len(ids)
+            if len(first):
+                scores[first] = _BANNED
+        if always:
+            scores[always] = _BANNED
+        if follows and len(ids) - state["start"] >= n - 1:
+            banned = follows.get(tuple(int(t) for t in ids[len(ids) - n + 1:]))
+            if banned:
+                scores[list(banned)] = _BANNED
+        return scores
+
+    return apply
