@@ -87,9 +87,14 @@ def manner_label(reading: str) -> str:
     return next((label for label in labels if label in NEGATIVE_READINGS), labels[0] if labels else "")
 
 
+def line_of(answer: str, label: str) -> str:
+    """One part's line of a worked example, without its label."""
+    return next(line for line in answer.splitlines() if line.startswith(f"{label}:"))[len(label) + 1:].strip()
+
+
 def reply_of(answer: str) -> str:
     """The Reply line of a worked example."""
-    return answer.rsplit("Reply:", 1)[1].strip()
+    return line_of(answer, "Reply")
 
 
 def reply_language(perception: perception_pb2.PerceptionResult, languages: list[str]) -> str:

@@ -68,6 +68,7 @@ class TextEmotionClassifier:
         if len(set(first)) != len(first):
             raise ValueError("the model's tokenizer starts two emotion labels with the same token")
         self._label_tokens = np.array(first)
+        self._prefix = pin_prefix(self.llm, [self._prompt("A."), self._prompt("B?")])
 
     def _prompt(self, text: str) -> str:
         messages = [{"role": "system", "content": _INSTRUCTION}]
@@ -84,12 +85,32 @@ class TextEmotionClassifier:
             captured.append(np.array(logits[self._label_tokens], dtype=np.float64))
             return logits
 
+        rewind(self.llm, self._prefix)
         list(self.llm.create_completion(self._prompt(text), max_tokens=1, temperature=0.0,
                                         logits_processor=[capture], stream=True))
         logits = captured[0]
         probs = np.exp(logits - logits.max())
         probs /= probs.sum()
         return {label: float(p) for label, p in zip(TEXT_LABELS, probs, strict=True)}
+
+
+def pin_prefix(llm, prompts: list[str]) -> int:
+    """Evaluate the tokens every prompt of this kind starts with (system prompt, worked examples) into a fresh
+    cache and return their count. Each turn then rewinds to exactly this state (`rewind`), so a turn's tokens are
+    always evaluated from the same cache in the same batches: the same input gives the same output whatever
+    ran before (llama.cpp's results differ in the last bits with the batch split, enough to change a sample)."""
+    tokens = [llm.tokenize(p.encode(), add_bos=True, special=True) for p in prompts]
+    common = 0
+    while all(len(t) > common for t in tokens) and len({t[common] for t in tokens}) == 1:
+        common += 1
+    llm.reset()
+    llm.eval(tokens[0][:common])
+    return common
+
+
+def rewind(llm, prefix: int) -> None:
+    """Back to the pinned prefix (the cache beyond it is dropped by the next evaluation)."""
+    llm.n_tokens = min(llm.n_tokens, prefix)
 
 
 @dataclass

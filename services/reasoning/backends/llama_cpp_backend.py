@@ -43,11 +43,12 @@ from emoomni.services.reasoning.prompt import (
     STRATEGY_MANNER,
     STRATEGY_OPENER,
     chat_messages,
+    line_of,
     manner_label,
     reply_language,
     reply_of,
 )
-from emoomni.services.reasoning.reading import Reading, TextEmotionClassifier, combine
+from emoomni.services.reasoning.reading import Reading, TextEmotionClassifier, combine, pin_prefix, rewind
 from emoomni.v1 import perception_pb2
 
 _LABEL_GRAMMAR = ("root ::= label (\" and \" label)? \".\"\nlabel ::= "
@@ -80,13 +81,24 @@ class LlamaCppBackend:
         self.languages = list(opts.reply_languages or MODEL_LANGUAGES.get(opts.model, ["en"]))
         self._processors = self._build_processors()
         self._example_openers = {t for _, answer in EXAMPLES for t in self._first_tokens(reply_of(answer))}
+        # The strategy may not copy another feeling's worked strategy ("... think of one calming step" for joy).
+        self._example_strategies = [self.llm.tokenize(f" {line_of(answer, 'Strategy')}".encode(), add_bos=False,
+                                                      special=False) for _, answer in EXAMPLES]
         self._example_replies = [self.llm.tokenize(f" {reply_of(answer)}".encode(), add_bos=False, special=False)
                                  for _, answer in EXAMPLES]
         self._congratulation_tokens = sorted({t for word in ("Congratulations", "congratulations", "Congrats",
                                                              "congrats", "恭喜") for t in self._first_tokens(word)})
         # The words cue always runs on the packaged Qwen (measured in benchmarks/RESULTS.md), whichever model
         # writes the E-CoT: SmolLM2-135M was never shown to classify feelings.
+        self._prefix = pin_prefix(self.llm, [self._turn_prompt("A.", lang) for lang in ("en", "zh")])
         self.words = TextEmotionClassifier(str(packaged_qwen_coder()), opts.n_threads) if opts.text_emotion else None
+
+    def _turn_prompt(self, said: str, language: str) -> str:
+        """A turn's prompt for a bare utterance (to find the part every turn shares)."""
+        perception = perception_pb2.PerceptionResult(
+            transcript=perception_pb2.Transcript(text=said, language=language),
+            cues=[perception_pb2.Cue(modality="speech", text=said, brief=said)])
+        return self._format(messages=chat_messages(perception, "", language=language)).prompt
 
     def _piece(self, token: int) -> str:
         return self.llm.detokenize([token]).decode("utf-8", errors="ignore")
@@ -177,6 +189,7 @@ class LlamaCppBackend:
         language = reply_language(perception, self.languages)
         seed = turn_seed(self.cfg.llama_cpp.seed, perception)
         prompt = self._format(messages=chat_messages(perception, context, language=language)).prompt
+        rewind(self.llm, self._prefix)
         prompt += f"Emotion: {EMOTION_OPENER}"
         reading = self.reading(perception)
         evidence = evidence_text(perception)
@@ -204,7 +217,8 @@ class LlamaCppBackend:
             if opener:
                 yield Piece(part, opener)
             script = "zh" if part == RESPONSE and language == "zh" else "ascii"
-            extra = self._reply_processor(perception, feeling) if part == RESPONSE else None
+            extra = self._reply_processor(perception, feeling) if part == RESPONSE else \
+                _ban([], [], self._example_strategies) if part == STRATEGY else None
             for delta in self._complete(prompt, budget, seed=seed, script=script, extra=extra):
                 if not text:
                     delta = delta.lstrip()
