@@ -29,18 +29,19 @@ def cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-async def run(clips: list[str]) -> list[tuple[str, object]]:
+async def run(clips: list[str], media: Path) -> list[tuple[str, object]]:
     async with EmbeddedAgent(load_config()) as agent:
         await one_turn(agent, str(ROOT / "samples" / "hello.mp4"))  # warm-up, not shown
-        return [(clip, await one_turn(agent, str(MEDIA / clip))) for clip in clips]
+        return [(clip, await one_turn(agent, str(media / clip))) for clip in clips]
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", default="merged_7e578e0b.mp4,merged_b6b785ce.mp4")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "turns-vs-reference.md")
+    parser.add_argument("--media", type=Path, default=MEDIA, help="the shared clips and reference_ecot.json")
     args = parser.parse_args()
-    reference = {r["clip"]: r for r in json.loads((MEDIA / "reference_ecot.json").read_text(encoding="utf-8"))}
+    reference = {r["clip"]: r for r in json.loads((args.media / "reference_ecot.json").read_text(encoding="utf-8"))}
     cfg = load_config()
     lines = ["# Two turns beside the paper's reference E-CoT", "",
              f"Written by `benchmarks/reference_turns.py` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} "
@@ -48,7 +49,7 @@ def main() -> int:
              f"ASR {cfg.perception.asr.model_path or 'Whisper-base'} (languages {cfg.perception.asr.languages}), "
              f"reasoning {cfg.reasoning.llama_cpp.model} in llama.cpp, talker {cfg.talker.active}. The reference "
              "is what the paper's own system (Qwen2.5-Omni-7B fine-tuned, on a GPU) wrote for the same clip.", ""]
-    for clip, turn in run_async(run(args.clips.split(","))):
+    for clip, turn in run_async(run(args.clips.split(","), args.media)):
         done, ref, p = turn.done, reference[clip], turn.perception
         lines += [f"## `{clip}` ({p.transcript.language}, {p.media_duration_s:.1f} s)", "",
                   f"Heard: \"{p.transcript.text}\"" + (f" (English rendering: \"{p.transcript.english_translation}\")"

