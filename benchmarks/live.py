@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--barge-ins", type=int, default=6)
     parser.add_argument("--sessions", type=int, default=4, help="concurrent sessions")
     parser.add_argument("--gap", type=float, default=2.0)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "live.json"))
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "live.json"))
     args = parser.parse_args()
 
     cfg = load_config(env={})
