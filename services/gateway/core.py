@@ -31,6 +31,11 @@ _TALKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 
 
+def written_language(text: str) -> str:
+    """"zh" for text with Chinese characters, else "en": the languages the stack speaks."""
+    return "zh" if _HAN.search(text) else "en"
+
+
 class TurnFailed(Exception):
     """The turn ended with an error event; `code` is a gRPC status code name."""
 
@@ -101,7 +106,7 @@ class GatewayCore:
         if len(text) > self.cfg.limits.max_context_chars:
             raise MediaError(f"the typed message is {len(text)} characters, over the "
                              f"{self.cfg.limits.max_context_chars} limit")
-        language = language or ("zh" if _HAN.search(text) else "en")
+        language = language or written_language(text)
         perception = perception_pb2.PerceptionResult(
             transcript=perception_pb2.Transcript(text=text, language=language, language_probability=1.0),
             cues=[perception_pb2.Cue(modality="text", text=f'The user typed (no voice or face to go by): "{text}"',

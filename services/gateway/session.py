@@ -29,7 +29,7 @@ from emoomni.core.config import StackConfig
 from emoomni.core.media import MediaError
 from emoomni.core.text import SentenceSplitter
 from emoomni.services.gateway.acks import Ack, AckBank, tone_of
-from emoomni.services.gateway.core import GatewayCore, TurnFailed
+from emoomni.services.gateway.core import GatewayCore, TurnFailed, written_language
 from emoomni.services.gateway.listening import (
     SUPPORTED_RATES,
     ListeningEvent,
@@ -524,8 +524,8 @@ class LiveSession:
                 or time.monotonic() - turn.decided_wall > 1.0):  # it waited behind another turn: too late
             return
         tone = await asyncio.to_thread(tone_of, turn.audio)
-        language = self.options.language or ((self.memory.turns[-1:] and _language_of(self.memory.turns[-1].user))
-                                             or "en")
+        last = self.memory.turns[-1].user if self.memory.turns else ""
+        language = self.options.language or written_language(last)
         choices = [a for a in self.acks.get(self.options.talker, language, tone) if a.text != self._last_ack]
         if not choices or turn.cancelled:
             return
@@ -613,6 +613,3 @@ def _first_sentence(text: str) -> str:
     sentences = SentenceSplitter().feed(text.strip() + "\n")
     return (sentences[0] if sentences else text).strip()[:200]
 
-
-def _language_of(text: str) -> str:
-    return "zh" if any("\u4e00" <= ch <= "\u9fff" for ch in text) else "en"
