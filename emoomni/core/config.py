@@ -404,6 +404,8 @@ class LiveConfig(_Strict):
     """No acknowledgement after shorter user turns ("yes", "okay"): the reply comes fast enough."""
     ack_skip_if_reply_within_ms: float = 700.0
     """No acknowledgement when the previous reply's first audio came sooner than this after its turn ended."""
+    close_grace_s: float = Field(default=2.0, ge=0.0, le=30.0)
+    """After `ended`, how long the gateway waits for the client to stop sending before closing the stream."""
     max_sessions: int = Field(default=16, ge=1)
     """Live sessions one gateway replica holds at once; more are refused with RESOURCE_EXHAUSTED."""
     max_video_fps: float = 10.0

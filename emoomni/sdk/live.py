@@ -115,8 +115,18 @@ class AsyncLiveSession:
         self._send(agent_pb2.SessionInput(end=agent_pb2.EndSession()))
         self._send(_END)
 
-    def events(self) -> AsyncIterator[agent_pb2.SessionEvent]:
-        return self._stream.__aiter__()
+    async def events(self) -> AsyncIterator[agent_pb2.SessionEvent]:
+        """The server's events. After `ended` the session stops sending; the stream's own close is then quiet."""
+        ended = False
+        try:
+            async for event in self._stream:
+                if event.WhichOneof("event") == "ended":
+                    ended = True
+                    self._send(_END)
+                yield event
+        except grpc.aio.AioRpcError:
+            if not ended:  # a write racing the server's close may fail after `ended`: that end was clean
+                raise
 
     async def close(self) -> None:
         self._send(_END)
@@ -168,7 +178,17 @@ class LiveSession:
         self._inputs.put(_END)
 
     def events(self) -> Iterator[agent_pb2.SessionEvent]:
-        yield from self._call
+        """The server's events. After `ended` the session stops sending; the stream's own close is then quiet."""
+        ended = False
+        try:
+            for event in self._call:
+                if event.WhichOneof("event") == "ended":
+                    ended = True
+                    self._inputs.put(_END)
+                yield event
+        except grpc.RpcError:
+            if not ended:
+                raise
 
     def close(self) -> None:
         self._inputs.put(_END)

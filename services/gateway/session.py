@@ -172,6 +172,7 @@ class LiveSession:
                 if isinstance(event, SessionError):
                     raise event
                 yield event
+            await self._await_half_close(receiver, reader)
         finally:
             for task in (receiver, reader):
                 task.cancel()
@@ -183,6 +184,23 @@ class LiveSession:
             self.active.pop(self.session_id, None)
             with contextlib.suppress(Exception):
                 await self.store.save(self.memory)
+
+    async def _await_half_close(self, receiver: asyncio.Task, reader: asyncio.Task) -> None:
+        """After `ended`, give the client a moment to stop sending before the status goes out: a client still
+        writing when the RPC closes sees its next write fail (gRPC reports INTERNAL) instead of a clean end."""
+        reader.cancel()
+        with contextlib.suppress(BaseException):
+            await reader
+
+        async def drain() -> None:
+            while await self.inbox.get() is not None:
+                pass
+
+        drainer = asyncio.create_task(drain())
+        try:
+            await asyncio.wait({receiver}, timeout=self.live.close_grace_s)
+        finally:
+            drainer.cancel()
 
     async def _configure(self, first: agent_pb2.SessionInput | None) -> None:
         if first is None or first.WhichOneof("msg") != "config":
