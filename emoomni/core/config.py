@@ -367,8 +367,15 @@ class ListeningConfig(_Strict):
     idle_s: float = Field(default=30.0, gt=0.0)
     """No speech for this long: an `idle` event, then one more each further `idle_s` of silence."""
     pre_roll_ms: int = Field(default=500, ge=0)
-    """Audio kept from before the detected speech start in the turn's audio: soft onsets and whispered words
-    score low in the VAD, and ASR needs them."""
+    """Audio kept from before the speech's onset in the turn's audio: soft onsets score low in the VAD, and ASR
+    needs them."""
+    onset_threshold: float = Field(default=0.1, gt=0.0, lt=1.0)
+    """A whisper scores 0.1-0.5 in the VAD, under `vad_threshold`, for a second or more before it counts as speech.
+    The turn's audio then reaches back from the detected start over windows scoring at least this (gaps of up to
+    two windows allowed) to where the whisper began."""
+    onset_backtrack_ms: int = Field(default=1500, ge=0)
+    """How far back from the detected start the onset may be found (`pre_roll_ms` is added before it), never
+    before the previous turn's last speech."""
     max_frame_ms: int = Field(default=100, gt=0)
     """Longest audio frame accepted from a client; a longer one is refused as bad input."""
 

@@ -85,8 +85,10 @@ class TurnEnded:
     completion_probability: float | None
     """The turn model's last verdict on this turn (None if it was never asked)."""
     voiced_ms: float
+    audio_start_ms: float
+    """Where `audio` begins: `pre_roll_ms` before the speech's onset (`start_ms`, or earlier after a soft onset)."""
     audio: np.ndarray = field(repr=False, compare=False)
-    """16 kHz float32 audio of the turn: from `pre_roll_ms` before `start_ms` to `at_ms`."""
+    """16 kHz float32 audio of the turn, from `audio_start_ms` to `at_ms`."""
     kind: Literal["turn_ended"] = field(default="turn_ended", init=False)
 
 
@@ -158,11 +160,13 @@ class TurnDetector:
         self._max_turn = samples(config.max_turn_s * 1000)
         self._idle = samples(config.idle_s * 1000)
         self._pre_roll = samples(config.pre_roll_ms)
+        self._backtrack = samples(config.onset_backtrack_ms)
         self._model_span = samples(self._turn_model.max_seconds * 1000)
         self._max_frame = config.max_frame_ms * sample_rate // 1000
 
         self._position = 0                      # 16 kHz samples judged by the VAD so far
         self._windows: deque[np.ndarray] = deque()
+        self._probabilities: deque[float] = deque()  # the VAD's verdict on each kept window
         self._kept_from = 0                     # sample where self._windows begins
         self._candidate_start: int | None = None
         self._candidate_voiced = 0
@@ -170,6 +174,8 @@ class TurnDetector:
         self._segment_voiced = 0
         self._silence_start: int | None = None
         self._turn_start: int | None = None     # None: no open turn
+        self._audio_start = 0                   # where the open turn's audio begins (pre-roll before its onset)
+        self._last_turn_end = 0                 # the previous turn's last speech: no turn's audio reaches before
         self._turn_voiced = 0
         self._speech_end = 0
         self._endpoint_at: int | None = None
@@ -200,11 +206,11 @@ class TurnDetector:
         return _ms(self._segment_voiced) if self._segment_start is not None else 0.0
 
     def turn_audio(self) -> np.ndarray:
-        """The open turn's 16 kHz audio so far, from `pre_roll_ms` before its first speech (empty when none), for
+        """The open turn's 16 kHz audio so far, from `pre_roll_ms` before its onset (empty when none), for
         perception while the user is still speaking."""
         if self._turn_start is None:
             return np.zeros(0, dtype=np.float32)
-        return self._audio_from(self._turn_start - self._pre_roll)
+        return self._audio_from(self._audio_start)
 
     def reset_idle(self) -> None:
         """Restart the idle count from now (e.g. when the agent has finished speaking)."""
@@ -263,6 +269,7 @@ class TurnDetector:
         self._position = end
         self._windows.append(window)
         probability = self._vad.probability(window)
+        self._probabilities.append(probability)
         speech, silence = probability >= self._speech_on, probability < self._speech_off
         events: list[ListeningEvent] = []
 
@@ -307,6 +314,7 @@ class TurnDetector:
         new_turn = self._turn_start is None
         if new_turn:
             self._turn_start, self._turn_voiced = self._segment_start, 0
+            self._audio_start = max(self._onset(self._segment_start) - self._pre_roll, self._last_turn_end, 0)
         self._turn_voiced += self._segment_voiced
         self._endpoint_at, self._completion = None, None   # the user goes on: the turn is not over
         return SpeechStarted(at_ms=_ms(self._position), start_ms=_ms(self._segment_start), new_turn=new_turn)
@@ -328,14 +336,30 @@ class TurnDetector:
 
     def _end_turn(self, reason: TurnEndReason) -> TurnEnded:
         speaking = self._segment_start is not None
+        audio = self.turn_audio()
         event = TurnEnded(at_ms=_ms(self._position), start_ms=_ms(self._turn_start),
                           end_ms=_ms(self._position if speaking else self._speech_end), reason=reason,
                           completion_probability=self._completion, voiced_ms=_ms(self._turn_voiced),
-                          audio=self.turn_audio())
+                          audio_start_ms=_ms(self._position - len(audio)), audio=audio)
         self._endpoint_at, self._completion, self._turn_voiced = None, None, 0
         # Cut at max_turn while the user speaks: the rest of their speech is the next turn, from here.
         self._turn_start = self._position if speaking else None
+        self._audio_start = self._last_turn_end = self._position if speaking else self._speech_end
         return event
+
+    def _onset(self, start: int) -> int:
+        """Where the speech detected at `start` began: back over windows scoring at least `onset_threshold`
+        (a whisper), across gaps of up to two windows, at most `onset_backtrack_ms`."""
+        index = (start - self._kept_from) // self._window
+        earliest = max(0, (start - self._backtrack - self._kept_from) // self._window)
+        onset, gap = index, 0
+        probabilities = list(self._probabilities)
+        for i in range(index - 1, earliest - 1, -1):
+            if probabilities[i] >= self.config.onset_threshold:
+                onset, gap = i, 0
+            elif (gap := gap + 1) > 2:
+                break
+        return self._kept_from + onset * self._window
 
     def _audio_from(self, sample: int) -> np.ndarray:
         """The kept audio from `sample` (clamped to what is kept) to the current position."""
@@ -344,9 +368,14 @@ class TurnDetector:
         return np.concatenate(windows)[cut:] if windows else np.zeros(0, dtype=np.float32)
 
     def _trim(self) -> None:
-        """Keep only the audio a turn may still need: the open turn's, else the pre-roll before what may start."""
-        anchor = self._turn_start if self._turn_start is not None else self._candidate_start
-        keep_from = (anchor if anchor is not None else self._position) - self._pre_roll
+        """Keep only the audio a turn may still need: the open turn's, else the onset and pre-roll before what may
+        start."""
+        if self._turn_start is not None:
+            keep_from = self._audio_start
+        else:
+            anchor = self._candidate_start if self._candidate_start is not None else self._position
+            keep_from = anchor - self._backtrack - self._pre_roll
         while self._windows and self._kept_from + self._window <= keep_from:
             self._windows.popleft()
+            self._probabilities.popleft()
             self._kept_from += self._window
