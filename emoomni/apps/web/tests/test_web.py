@@ -3,9 +3,10 @@ fake camera and microphone devices fed from a real clip, `emoomni web --remote` 
 (real nats-server, every service its own process, real models).
 
 The page asks for the devices as it would a user; the test answers for the user through the DevTools protocol
-(Browser.setPermission), so that it can also refuse them. Chromium loops its fake microphone file (the clip, then 1.5 s of silence), so the test steers what reaches the agent
-with the page's own mute button, timed on the page's count of captured microphone audio (`data-mic-ms`): one
-utterance for the first turn, then speech over the agent's reply for a barge-in.
+(Browser.setPermission), so that it can also refuse them. Chromium loops its fake microphone file (the clip, then
+1.5 s of silence), so the test steers what reaches the agent with the page's own mute button, timed on the page's
+count of captured microphone audio (`data-mic-ms`): one utterance for the first turn, then speech over the agent's
+reply for a barge-in.
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ def test_a_refused_microphone_and_a_stack_that_is_down_are_told_in_words(browser
 
         allow_devices(browser, server.url)
         browser.find_element("id", "start").click()
-        wait(browser, lambda: "cannot reach the emoomni stack" in status(browser).lower(), 20, "the stack down reported")
+        wait(browser, lambda: "cannot reach the emoomni stack" in status(browser).lower(), 20, "the stack down")
         assert page(browser, "state") == "idle" and page(browser, "status") == "stack_down"
         browser.find_element("id", "start").click()  # Stop
     finally:
