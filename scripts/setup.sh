@@ -52,6 +52,6 @@ if [ "${1:-}" = "--dev" ] && ! { command -v chromium >/dev/null && command -v ch
            chromium chromium-driver >/dev/null; }
   else
     echo "note: the web demo's browser test needs Chromium and its driver: install the packages chromium and" \
-         "chromium-driver (Debian/Ubuntu) or put chromium and chromedriver on PATH; the test is skipped without them"
+         "chromium-driver (Debian/Ubuntu) or put chromium and chromedriver on PATH; the test fails without them"
   fi
 fi
