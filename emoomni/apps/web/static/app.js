@@ -21,7 +21,7 @@ const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.ho
 const app = {
   running: false, live: false, ws: null, context: null, mic: null, speaker: null, stream: null, video: false,
   muted: false, sessionId: '', turns: new Map(), shownTurn: '', micMs: 0, interrupted: 0, frameTimer: 0,
-  converseBusy: false, reported: new Map(), typed: '',
+  converseBusy: false, reported: new Map(), typed: '', epoch: 0,
 };
 
 // ---- status and state --------------------------------------------------------------------------------------------
@@ -71,6 +71,7 @@ function turnFor(turnId, label = '') {
     $('transcript').append(item);
     app.turns.set(turnId, {
       item, live: !label, done: false, interrupted: false, error: '', ack: '', reply: '', talker: '',
+      epoch: app.epoch,
     });
   }
   return app.turns.get(turnId);
@@ -276,6 +277,7 @@ function onStatus(status) {
   setUserSpeaking(false); // a new or lost session: the last speech report no longer holds
   if (status.code === 'live') {
     app.live = true;
+    app.epoch += 1; // a new stream: the gateway knows none of the earlier turns, so they are reported no more
     app.sessionId = status.session_id;
     document.body.dataset.sessionId = status.session_id;
   } else if (status.code === 'ended' || status.code === 'refused') {
@@ -315,7 +317,7 @@ function sendCameraFrame() {
 function reportPlayback() {
   if (!app.live || !app.ws || app.ws.readyState !== WebSocket.OPEN) return;
   for (const [turnId, turn] of app.turns) {
-    if (!turn.live || turn.interrupted) continue;
+    if (!turn.live || turn.interrupted || turn.epoch !== app.epoch) continue;
     const played = Math.round(app.speaker.playedMs(turnId));
     if (played === 0 || app.reported.get(turnId) === played) continue;
     app.reported.set(turnId, played);
@@ -420,7 +422,7 @@ async function sendClip(file) {
     if (data.type === 'converse_done') { say(`${file.name}: answered.`); return ws.close(); }
     if (data.turn && first) {
       first = false;
-      turnFor(data.turn.turn_id, `(clip ${file.name})`);
+      turnFor(data.turn.turn_id, `(clip ${file.name})`).item.dataset.clip = file.name;
     }
     return onSessionEvent(data);
   };

@@ -279,3 +279,12 @@ def test_lost_connections_are_told_and_the_page_recovers(browser, web, stack):
     assert "EmoOmni stack" in status(browser) and page(browser, "state") == "idle"
     wait(browser, lambda: page(browser, "status") == "live", 90, "the page to come back with the stack")
     assert page(browser, "sessionId") == session, "the conversation is remembered across the gateway's restart"
+
+
+def test_an_uploaded_clip_is_answered_through_converse(browser, web, shared_media):
+    browser.find_element("id", "clip").send_keys(str(shared_media / ENGLISH))
+    browser.find_element("id", "send-clip").click()
+    done = f"#transcript li[data-done='true'][data-clip='{ENGLISH}']"
+    item = wait(browser, lambda: browser.find_elements("css selector", done), 150, "the clip's turn")[0]
+    assert "burial record" in item.text.lower() and item.find_element("css selector", ".agent .said").text
+    wait(browser, lambda: page(browser, "state") in ("listening", "idle"), 60, "the clip's reply to be played")
