@@ -18,6 +18,7 @@ import contextlib
 import hmac
 import json
 import logging
+import signal
 import ssl
 import struct
 import sys
@@ -434,8 +435,12 @@ async def _serve(stack, app: web.Application, host: str, port: int, ssl_context,
     print(f"EmoOmni web demo on {scheme}://{shown}:{port}/{suffix} ({stack.name}; Ctrl-C stops)", flush=True)
     sys.stdout.flush()
     await stack.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # stop the embedded stack (and its nats-server) on either
+        loop.add_signal_handler(signum, stopping.set)
     try:
-        await asyncio.Event().wait()
+        await stopping.wait()
     finally:
         await stack.stop()
         await runner.cleanup()

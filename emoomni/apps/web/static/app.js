@@ -21,7 +21,7 @@ const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.ho
 const app = {
   running: false, live: false, ws: null, context: null, mic: null, speaker: null, stream: null, video: false,
   muted: false, sessionId: '', turns: new Map(), shownTurn: '', micMs: 0, interrupted: 0, frameTimer: 0,
-  converseBusy: false, reported: new Map(), typed: '', epoch: 0,
+  converseBusy: false, reported: new Map(), typed: '', epoch: 0, early: null,
 };
 
 // ---- status and state --------------------------------------------------------------------------------------------
@@ -278,6 +278,8 @@ function onStatus(status) {
   if (status.code === 'live') {
     app.live = true;
     app.epoch += 1; // a new stream: the gateway knows none of the earlier turns, so they are reported no more
+    for (const audio of app.early || []) send(AUDIO, audio);
+    app.early = null;
     app.sessionId = status.session_id;
     document.body.dataset.sessionId = status.session_id;
   } else if (status.code === 'ended' || status.code === 'refused') {
@@ -300,7 +302,14 @@ function send(tag, bytes) {
 function onMicFrame(frame) {
   app.micMs += Math.round((1000 * frame.byteLength) / 2 / app.mic.rate);
   // Muted: silence goes instead, so that the session's clock (the audio) keeps running.
-  send(AUDIO, app.muted ? new ArrayBuffer(frame.byteLength) : frame);
+  const audio = app.muted ? new ArrayBuffer(frame.byteLength) : frame;
+  if (app.early && !app.live) {
+    // Said right after Start, before the session is open: kept (the last 3 s) and sent once it is.
+    app.early.push(audio);
+    if (app.early.length > 150) app.early.shift();
+    return;
+  }
+  send(AUDIO, audio);
 }
 
 function sendCameraFrame() {
@@ -372,6 +381,7 @@ async function start() {
   app.mic = new Microphone(app.context, app.stream, onMicFrame);
   await app.mic.start();
   app.running = true;
+  app.early = [];
   $('start').textContent = 'Stop';
   $('mute').disabled = false;
   if (app.video) say('Connecting…');
