@@ -356,8 +356,9 @@ async function openDevices() {
       if (error.name === 'NotFoundError') throw new Error('no microphone was found: connect one, then press Start again');
       throw new Error(`the microphone could not be opened (${error.name}: ${error.message})`);
     }
-    const why = both.name === 'NotAllowedError' ? 'was refused' : 'is not available';
-    say(`The camera ${why}: talking without video.`, 'warn');
+    const why = both.name === 'NotAllowedError' ? 'refused' : 'not available';
+    $('devices').textContent = `Microphone: on. Camera: ${why} (talking without video).`;
+    $('devices').dataset.camera = why;
     return { stream, video: false };
   }
 }
@@ -371,12 +372,17 @@ async function start() {
     say('Asking for the camera and the microphone…');
     devices = await openDevices();
   } catch (error) {
+    $('devices').textContent = 'Microphone: refused or missing. Camera: off.';
     say(`Cannot start: ${error.message}`, 'error');
     document.body.dataset.status = 'device_refused';
     return;
   }
   app.stream = devices.stream;
   app.video = devices.video;
+  if (app.video) {
+    $('devices').textContent = 'Microphone: on. Camera: on.';
+    $('devices').dataset.camera = 'on';
+  }
   $('camera').srcObject = app.video ? app.stream : null;
   app.mic = new Microphone(app.context, app.stream, onMicFrame);
   await app.mic.start();
@@ -397,6 +403,7 @@ function stop(tellServer = true) {
   if (app.mic) app.mic.stop();
   app.mic = null;
   $('camera').srcObject = null;
+  $('devices').textContent = 'Camera and microphone: off';
   const ws = app.ws;
   app.ws = null;
   if (ws) {

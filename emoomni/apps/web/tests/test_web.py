@@ -190,7 +190,8 @@ def text(driver, element_id: str) -> str:
     return driver.find_element("id", element_id).text.strip()
 
 
-def test_a_refused_microphone_and_a_stack_that_is_down_are_told_in_words(browser):
+def test_refused_devices_and_a_stack_that_is_down_are_told_in_words(browser, shared_media):
+    clip = shared_media / ENGLISH
     server = WebServer(f"127.0.0.1:{free_port()}").start()  # nothing listens at that gateway address
     try:
         browser.get(server.url)
@@ -200,10 +201,17 @@ def test_a_refused_microphone_and_a_stack_that_is_down_are_told_in_words(browser
         assert page(browser, "state") == "idle"
 
         allow_devices(browser, server.url)
-        browser.find_element("id", "start").click()
+        browser.execute_cdp_cmd("Browser.setPermission", {"origin": server.url.rstrip("/"),
+                                                          "permission": {"name": "camera"}, "setting": "denied"})
+        browser.find_element("id", "start").click()  # the microphone alone: the page goes on without video
         wait(browser, lambda: "cannot reach the emoomni stack" in status(browser).lower(), 20, "the stack down")
+        assert "Camera: refused (talking without video)" in text(browser, "devices")
         assert page(browser, "state") == "idle" and page(browser, "status") == "stack_down"
         browser.find_element("id", "start").click()  # Stop
+
+        browser.find_element("id", "clip").send_keys(str(clip))  # the upload mode says so too
+        browser.find_element("id", "send-clip").click()
+        wait(browser, lambda: "the clip's turn failed (unavailable" in status(browser).lower(), 20, "the failed upload")
     finally:
         server.stop()
 
