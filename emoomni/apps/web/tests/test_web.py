@@ -217,12 +217,14 @@ def test_refused_devices_and_a_stack_that_is_down_are_told_in_words(browser, sha
 
 
 def test_a_spoken_turn_fills_the_page_and_its_reply_is_played(browser, web, fake_devices):
+    from selenium.webdriver.common.keys import Keys
+
     period_ms = fake_devices[2]
     browser.get(web.url)
     allow_devices(browser, web.url)
     wait(browser, lambda: browser.find_elements("css selector", "#talker option[value='espeak']"), 20,
          "the talker list")
-    browser.find_element("id", "start").click()
+    browser.find_element("id", "start").send_keys(Keys.ENTER)  # from the keyboard
     wait(browser, lambda: page(browser, "status") == "live", 30, "the live session")
     mute_after_speech(browser, period_ms)  # one utterance only: the clip's voice once
 
