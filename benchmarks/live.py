@@ -72,7 +72,8 @@ def main() -> int:
         for i in range(args.turns):
             clip = clips[i % len(clips)]
             steps += [Speak(clip.audio, clip.frames), Silence(args.gap), UntilDone()]
-        long_turns, _ = asyncio.run(session(gateway, steps))
+        long_turns, long_recorder = asyncio.run(session(gateway, steps))
+        ended = long_recorder.ended
         report["long_session"] = {
             "turns": len(long_turns), "wall_s": round(time.perf_counter() - started, 1),
             "voice_to_voice_ms": figures([t["timings_ms"]["voice_to_voice"] for t in long_turns]),
@@ -80,6 +81,9 @@ def main() -> int:
             "end_of_turn_ms": figures([t["timings_ms"]["end_of_turn"] for t in long_turns]),
             "first_audio_after_decision_ms": figures([t["timings_ms"]["first_audio"] for t in long_turns]),
             "acks": sum(1 for t in long_turns if t["ack"]),
+            "preemptive_turns": sum(1 for t in long_turns if t["preemptive"]),
+            "preemptive_starts": ended.preemptive_starts if ended else None,
+            "preemptive_cancelled": ended.preemptive_cancelled if ended else None,
             "history_turns": [t["history_turns"] for t in long_turns],
             "voice_to_voice_first_5_vs_last_5_ms": [
                 figures([t["timings_ms"]["voice_to_voice"] for t in long_turns[:5]]).get("median"),

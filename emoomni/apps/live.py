@@ -118,7 +118,7 @@ class Recorder:
             self.turns[turn_id] = {"turn_id": turn_id, "trigger": "", "user_transcript": "",
                                    "ecot": dict.fromkeys(_FIELDS, ""), "instruction": "", "reply": "",
                                    "heard_reply": "", "interrupted": False, "interrupt_reason": "",
-                                   "history_turns": 0, "ack": "", "error": "",
+                                   "history_turns": 0, "preemptive": False, "ack": "", "error": "",
                                    "timings_ms": dict.fromkeys(("end_of_turn", "ack", "first_audio", "voice_to_voice",
                                                                 "barge_in_stop", "barge_in_decided"), 0.0)}
         return self.turns[turn_id]
@@ -162,6 +162,7 @@ class Recorder:
         if which == "turn_started":
             entry = self.turn(event.turn_started.turn_id)
             entry["trigger"], entry["history_turns"] = event.turn_started.trigger, event.turn_started.history_turns
+            entry["preemptive"] = event.turn_started.preemptive
         elif which == "transcript":
             self.turn(event.transcript.turn_id)["user_transcript"] = event.transcript.text
         elif which == "ack":

@@ -389,6 +389,11 @@ class LiveConfig(_Strict):
     """Speech that starts this soon after a turn was decided, before any reply audio, is the user going on: the
     turn is cancelled and the next one holds both parts. Later speech while the agent thinks is its own turn,
     answered after the current one."""
+    preemptive: Literal["off", "complete", "always"] = "complete"
+    """Start a turn's perception and reasoning at the pause (the VAD's end of speech), before the turn's end is
+    decided, and send nothing of it until then; if the user goes on, it is cancelled unseen. "complete": only when
+    the turn model judged the turn complete (its end then follows `listening.endpoint_delay_ms` later);
+    "always": at every pause (more work thrown away, and more gained after an "incomplete" verdict)."""
     echo_guard_barge_in_ms: float = 900.0
     """The same when the session asked for the echo guard (a microphone that hears the agent's loudspeaker)."""
     history_turns: int = Field(default=6, ge=0, le=50)

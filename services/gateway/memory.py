@@ -37,16 +37,25 @@ class SessionMemory(BaseModel):
         self.turns.append(turn)
         del self.turns[: max(0, len(self.turns) - self.keep_turns)]
 
+    window_from: str = ""
+    """The turn id where the turns reasoning sees begin (see `recent`)."""
+
     def recent(self, max_turns: int, max_chars: int) -> list[RememberedTurn]:
-        """The newest turns that fit both bounds, oldest first."""
-        picked, used = [], 0
-        for turn in reversed(self.turns[-max_turns:] if max_turns else []):
-            size = len(_render(turn))
-            if used + size > max_chars:
-                break
-            picked.append(turn)
-            used += size
-        return picked[::-1]
+        """The turns reasoning sees, oldest first, within both bounds.
+
+        The window's start stays put while the turns after it fit, and when they no longer do it jumps ahead to
+        keep about half the bounds. Each turn's prompt then begins with the previous turn's history, which
+        llama.cpp has cached; a window sliding one turn at a time would change the prompt's start every turn."""
+        if not max_turns or max_chars <= 0:
+            return []
+        ids = [t.turn_id for t in self.turns]
+        window = self.turns[ids.index(self.window_from):] if self.window_from in ids else self.turns
+        if len(window) <= max_turns and _size(window) <= max_chars:
+            return list(window)
+        window = (_newest_fitting(self.turns, max(1, max_turns // 2), max_chars // 2)
+                  or _newest_fitting(self.turns, max_turns, max_chars))
+        self.window_from = window[0].turn_id if window else ""
+        return window
 
     def context(self, max_turns: int, max_chars: int) -> tuple[str, int]:
         """The text reasoning gets as the turn's context, and how many earlier turns it holds."""
@@ -57,6 +66,19 @@ class SessionMemory(BaseModel):
         if turns:
             parts.append("The conversation so far (oldest first):\n" + "\n".join(_render(t) for t in turns))
         return "\n".join(parts), len(turns)
+
+
+def _size(turns: list[RememberedTurn]) -> int:
+    return sum(len(_render(t)) + 1 for t in turns)
+
+
+def _newest_fitting(turns: list[RememberedTurn], max_turns: int, max_chars: int) -> list[RememberedTurn]:
+    picked: list[RememberedTurn] = []
+    for turn in reversed(turns[-max_turns:]):
+        if _size(picked) + len(_render(turn)) + 1 > max_chars:
+            break
+        picked.append(turn)
+    return picked[::-1]
 
 
 def _render(turn: RememberedTurn) -> str:

@@ -35,7 +35,9 @@ from emoomni.services.gateway.listening import (
     ListeningEvent,
     ListeningInputError,
     ListeningModels,
+    SpeechStopped,
     TurnDetector,
+    TurnEnded,
     load_models,
 )
 from emoomni.services.gateway.memory import RememberedTurn, SessionMemory, SessionStore
@@ -89,6 +91,9 @@ class LiveTurn:
     cancelled: str = ""
     task: asyncio.Task | None = None
     remembered: RememberedTurn | None = None
+    preemptive: bool = False
+    held: list[agent_pb2.SessionEvent] | None = None
+    """A preemptive turn's events, kept until its end is decided (None once it is, or for any other turn)."""
 
     def played_ms(self, now: float) -> float:
         """How much of the turn's audio the client has played by now: its last report carried forward, or, with no
@@ -141,6 +146,9 @@ class LiveSession:
         self.carry: LiveTurn | None = None  # a turn the user went on speaking over
         self.turns = 0
         self.continued = 0
+        self.preempted: LiveTurn | None = None  # started at a pause; its end not decided yet
+        self.preemptive_starts = 0
+        self.preemptive_cancelled = 0
         self.bad_inputs = 0
         self.session_id = ""
         self.options = agent_pb2.SessionConfig()
@@ -150,6 +158,7 @@ class LiveSession:
         self._arrivals: list[tuple[float, float]] = []  # (audio ms at a frame's end, monotonic arrival)
         self._last_ack = ""
         self._speech_started_ms = 0.0
+        self._turn_speech_ms = 0.0  # where the open turn's first speech began
         self._idle_from = ""  # the turn after whose playback the idle count restarted
         self._last_first_audio_ms = 0.0
         self._ending = False
@@ -179,6 +188,7 @@ class LiveSession:
                 with contextlib.suppress(BaseException):
                     await task
             self.pending.clear()
+            await self._drop_preempted(user_went_on=False)
             if self.turn is not None and not self.turn.finished:
                 await self._cancel(self.turn, "client", notify=False)  # the client is gone: free the stages
             self.active.pop(self.session_id, None)
@@ -288,10 +298,12 @@ class LiveSession:
     async def _finish(self, reason: str) -> None:
         """End after the current turn: its audio is still sent and played."""
         self._ending = True
+        await self._drop_preempted(user_went_on=False)
         while self.turn is not None and self.turn.task is not None and not self.turn.task.done():
             await asyncio.shield(self.turn.task)  # and the turns queued behind it, which it starts
         self.out.put_nowait(agent_pb2.SessionEvent(ended=agent_pb2.SessionEnded(
-            reason=reason, turns=self.turns, continued_turns=self.continued)))
+            reason=reason, turns=self.turns, continued_turns=self.continued,
+            preemptive_starts=self.preemptive_starts, preemptive_cancelled=self.preemptive_cancelled)))
         self.out.put_nowait(None)
 
     def _refuse(self, code: str, message: str) -> None:
@@ -361,6 +373,7 @@ class LiveSession:
     async def _on_text(self, text: str) -> None:
         if not text.strip():
             return self._refuse("INVALID_ARGUMENT", "an empty text message")
+        await self._drop_preempted(user_went_on=True)
         if self.turn is not None and not self.turn.cancelled and not self._done_playing(self.turn):
             await self._cancel(self.turn, "client")
         self._start(LiveTurn(turn_id=new_turn_id(), trigger="text", text=text.strip(), decided_wall=time.monotonic()))
@@ -378,12 +391,21 @@ class LiveSession:
     async def _on_listening(self, event: ListeningEvent, now: float) -> None:
         if event.kind == "speech_started":
             self._speech_started_ms = event.start_ms
+            if event.new_turn:
+                self._turn_speech_ms = event.start_ms
+            await self._drop_preempted(user_went_on=True)
             self.out.put_nowait(agent_pb2.SessionEvent(speech=agent_pb2.SpeechActivity(speaking=True,
                                                                                       at_ms=event.start_ms)))
         elif event.kind == "speech_stopped":
             self.out.put_nowait(agent_pb2.SessionEvent(speech=agent_pb2.SpeechActivity(speaking=False,
                                                                                       at_ms=event.end_ms)))
+            self._preempt(event)
         elif event.kind == "turn_ended":
+            preempted, self.preempted = self.preempted, None
+            if preempted is not None and preempted.speech_end_ms == event.end_ms:
+                return self._confirm(preempted, event, now)
+            if preempted is not None:
+                await self._cancel(preempted, "preempted", notify=False)
             if self.turn is not None and self.turn.audible(now) and event.voiced_ms < self._barge_in_ms:
                 return  # a short sound over the agent (no barge-in): a backchannel, not a turn
             audio = np.clip(event.audio * 32768.0, -32768, 32767).astype(np.int16)
@@ -391,14 +413,61 @@ class LiveSession:
                             speech_start_ms=event.start_ms, speech_end_ms=event.end_ms, audio=audio,
                             audio_start_ms=event.at_ms - audio.size * 1000 / SAMPLE_RATE, decided_wall=now,
                             decided_ms=event.at_ms, speech_end_wall=self._wall_at(event.end_ms))
-            if self.carry is not None:  # the user went on after a turn had started: one turn holds both parts
-                carried, self.carry = self.carry, None
-                turn.trigger, turn.speech_start_ms = "continued", carried.speech_start_ms
-                turn.audio_start_ms = carried.audio_start_ms
-                turn.audio = np.concatenate([carried.audio, _CARRY_GAP, audio])
+            self._join_carry(turn)
+            self.carry = None
             self._start(turn)
         elif event.kind == "idle" and (self.turn is None or self._done_playing(self.turn)) and not self._ending:
             await self._finish("idle")
+        return None
+
+    def _preempt(self, stop: SpeechStopped) -> None:
+        """At a pause, start the turn's work before its end is decided (`live.preemptive`); its events are held."""
+        mode = self.live.preemptive
+        if (mode == "off" or self.preempted is not None or self.pending or self._ending
+                or (mode == "complete"
+                    and (stop.completion_probability or 0.0) < self.cfg.listening.turn_complete_threshold)
+                or (self.turn is not None and not self._done_playing(self.turn))):
+            return  # nothing to gain, or a turn is in flight or playing: this pause decides nothing yet
+        audio = np.clip(self.listener.turn_audio() * 32768.0, -32768, 32767).astype(np.int16)
+        if audio.size == 0:
+            return
+        turn = LiveTurn(turn_id=new_turn_id(), trigger="speech", preemptive=True, held=[],
+                        speech_start_ms=self._turn_speech_ms, speech_end_ms=stop.end_ms, audio=audio,
+                        audio_start_ms=self.listener.position_ms - audio.size * 1000 / SAMPLE_RATE,
+                        speech_end_wall=self._wall_at(stop.end_ms))
+        self._join_carry(turn)
+        context, turn.history_turns = self.memory.context(self.live.history_turns, self.live.history_chars)
+        self.preempted = turn
+        self.preemptive_starts += 1
+        turn.task = asyncio.create_task(self._run_turn(turn, context))
+
+    def _confirm(self, turn: LiveTurn, ended: TurnEnded, now: float) -> None:
+        """The preemptive turn's end is decided: announce it and send what it held."""
+        if turn.trigger != "continued":
+            turn.trigger = "max_turn" if ended.reason == "max_turn" else "speech"
+        self.carry = None
+        turn.decided_ms, turn.decided_wall = ended.at_ms, now
+        self._register(turn)
+        self.turn = turn
+        self._announce(turn)
+        held, turn.held = turn.held or [], None
+        for event in held:
+            self.out.put_nowait(event)
+        turn.task.add_done_callback(lambda _: self._next())
+
+    def _join_carry(self, turn: LiveTurn) -> None:
+        """The user went on after a turn had started (it was cancelled): this turn holds both parts."""
+        carried = self.carry
+        if carried is not None and carried.audio is not None and turn.audio is not None:
+            turn.trigger, turn.speech_start_ms = "continued", carried.speech_start_ms
+            turn.audio_start_ms = carried.audio_start_ms
+            turn.audio = np.concatenate([carried.audio, _CARRY_GAP, turn.audio])
+
+    async def _drop_preempted(self, user_went_on: bool) -> None:
+        turn, self.preempted = self.preempted, None
+        if turn is not None:
+            self.preemptive_cancelled += user_went_on
+            await self._cancel(turn, "preempted", notify=False)
 
     async def _check_barge_in(self, now: float) -> None:
         turn = self.turn
@@ -423,12 +492,15 @@ class LiveSession:
     def _done_playing(self, turn: LiveTurn) -> bool:
         return turn.finished and not turn.audible(time.monotonic())
 
-    def _start(self, turn: LiveTurn) -> None:
-        """Run the turn now, or after the turn in flight (so replies come in order and each sees the last)."""
+    def _register(self, turn: LiveTurn) -> None:
         self.turns += 1
         self.recent[turn.turn_id] = turn
         while len(self.recent) > 16:
             del self.recent[next(iter(self.recent))]
+
+    def _start(self, turn: LiveTurn) -> None:
+        """Run the turn now, or after the turn in flight (so replies come in order and each sees the last)."""
+        self._register(turn)
         if self.turn is not None and self.turn.task is not None and not self.turn.task.done():
             self.pending.append(turn)
             return
@@ -437,11 +509,14 @@ class LiveSession:
     def _run(self, turn: LiveTurn) -> None:
         context, turn.history_turns = self.memory.context(self.live.history_turns, self.live.history_chars)
         self.turn = turn
-        self.out.put_nowait(agent_pb2.SessionEvent(turn_started=agent_pb2.TurnStarted(
-            turn_id=turn.turn_id, speech_start_ms=turn.speech_start_ms, speech_end_ms=turn.speech_end_ms,
-            history_turns=turn.history_turns, trigger=turn.trigger)))
+        self._announce(turn)
         turn.task = asyncio.create_task(self._run_turn(turn, context))
         turn.task.add_done_callback(lambda _: self._next())
+
+    def _announce(self, turn: LiveTurn) -> None:
+        self.out.put_nowait(agent_pb2.SessionEvent(turn_started=agent_pb2.TurnStarted(
+            turn_id=turn.turn_id, speech_start_ms=turn.speech_start_ms, speech_end_ms=turn.speech_end_ms,
+            history_turns=turn.history_turns, trigger=turn.trigger, preemptive=turn.preemptive)))
 
     def _next(self) -> None:
         if self.pending and (self.turn is None or self.turn.task is None or self.turn.task.done()):
@@ -456,7 +531,7 @@ class LiveSession:
             turn.task.cancel()
         await self.gateway.bus.cancel_turn(turn.turn_id)
         heard = turn.heard_reply(now)
-        if reason != "continued":
+        if reason not in ("continued", "preempted"):
             self._remember(turn, heard, interrupted=True)
         if not notify:
             return
@@ -488,8 +563,18 @@ class LiveSession:
                 for name in ("end_of_turn_ms", "ack_ms", "first_audio_ms", "voice_to_voice_ms"):
                     span.set_attribute(f"emoomni.live.{name}", getattr(figures, name))
 
+    def _emit(self, turn: LiveTurn, event: agent_pb2.SessionEvent) -> None:
+        """Send a turn's event, or keep it while the turn is preemptive and its end not decided."""
+        if turn.held is not None:
+            turn.held.append(event)
+        else:
+            self.out.put_nowait(event)
+
     async def _turn_events(self, turn: LiveTurn, context: str) -> None:
-        put = self.out.put_nowait
+        def put(event: agent_pb2.SessionEvent) -> None:
+            self._emit(turn, event)
+
+        ack_task: asyncio.Task | None = None
         if turn.audio is None:
             events = self.gateway.run_text_turn(turn.turn_id, turn.text, self.options.language, context,
                                                 self.options.talker)
@@ -504,7 +589,6 @@ class LiveSession:
                 turn_id=turn.turn_id, context=context, talker=self.options.talker, face_optional=True,
                 media=media_pb2.MediaInput(data=clip, filename=f"{turn.turn_id}.mkv", mime_type="video/x-matroska"))
             events = self.gateway.run_turn(request)
-            await ack_task
         try:
             async for event in events:
                 which = event.WhichOneof("event")
@@ -516,6 +600,8 @@ class LiveSession:
                 elif which == "ecot_delta" and event.ecot_delta.part == reasoning_pb2.ECOT_PART_RESPONSE:
                     turn.response += event.ecot_delta.text
                 elif which == "audio":
+                    if ack_task is not None:
+                        await ack_task  # the acknowledgement plays first
                     await self._pace(turn)
                     self._sent(turn, event.audio, reply=True)
                 elif which == "done":
@@ -529,6 +615,8 @@ class LiveSession:
                     code="INVALID_ARGUMENT", message=str(exc), stage="gateway"))))
             return
         finally:
+            if ack_task is not None and not ack_task.done():
+                ack_task.cancel()
             with contextlib.suppress(Exception):
                 await events.aclose()
         self._last_first_audio_ms = (turn.first_audio_wall - turn.decided_wall) * 1000 if turn.first_audio_wall else 0
@@ -536,6 +624,8 @@ class LiveSession:
 
     async def _ack(self, turn: LiveTurn) -> None:
         """Send the quick acknowledgement if one fits (see LiveConfig for when it is skipped)."""
+        while turn.held is not None and not turn.cancelled:
+            await asyncio.sleep(0.02)  # a preemptive turn: the ack belongs to the decided end of the turn
         speech_ms = turn.speech_end_ms - turn.speech_start_ms
         if (not self.live.ack or self.options.no_ack or speech_ms < self.live.ack_min_speech_ms
                 or 0 < self._last_first_audio_ms < self.live.ack_skip_if_reply_within_ms
@@ -570,7 +660,8 @@ class LiveSession:
     async def _pace(self, turn: LiveTurn) -> None:
         """Hold reply audio until the client is within `audio_lead_ms` of needing it, and do not start the reply
         while the user is speaking (they took the floor while the agent was still thinking)."""
-        while (turn.sent_ms - turn.played_ms(time.monotonic()) > self.live.audio_lead_ms
+        while (turn.held is not None
+               or turn.sent_ms - turn.played_ms(time.monotonic()) > self.live.audio_lead_ms
                or (turn.reply_ms == 0 and self.listener.in_speech)):
             await asyncio.sleep(0.02)
 
@@ -599,7 +690,7 @@ class LiveSession:
             barge_in_decided_ms=barge_in_decided_ms)
 
     def _latency(self, turn: LiveTurn, barge_in_stop_ms: float = 0.0, barge_in_decided_ms: float = 0.0) -> None:
-        self.out.put_nowait(agent_pb2.SessionEvent(latency=self._figures(turn, barge_in_stop_ms, barge_in_decided_ms)))
+        self._emit(turn, agent_pb2.SessionEvent(latency=self._figures(turn, barge_in_stop_ms, barge_in_decided_ms)))
 
 
 class LiveSessions:

@@ -40,11 +40,11 @@ STRATEGY_OPENER = "I will respond"
 
 
 def cue_block(perception: perception_pb2.PerceptionResult, context: str) -> str:
-    """The measured cues in their brief form (the full sentences open the emotion analysis instead)."""
-    text = "Cues: " + "; ".join(c.brief or c.text for c in perception.cues)
-    if context.strip():
-        text += f"\nEarlier conversation: {context.strip()}"
-    return text
+    """The earlier conversation, then this turn's measured cues in their brief form (the full sentences open the
+    emotion analysis instead). The conversation comes first because it only grows from one turn to the next:
+    llama.cpp then reuses the cached prompt up to the new turn instead of reading the whole history again."""
+    cues = "Cues: " + "; ".join(c.brief or c.text for c in perception.cues)
+    return f"Earlier conversation: {context.strip()}\n{cues}" if context.strip() else cues
 
 
 def chat_messages(perception: perception_pb2.PerceptionResult, context: str, system_suffix: str = "") -> list[dict]:

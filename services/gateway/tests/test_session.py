@@ -27,7 +27,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def stack():
-    config = {"live": {"history_turns": 4}, "listening": {"idle_s": 20.0, "max_turn_s": 12.0}}
+    config = {"live": {"history_turns": 4, "preemptive": "always"},
+              "listening": {"idle_s": 20.0, "max_turn_s": 12.0}}
     with running_stack(config=config) as (addrs, _):
         yield addrs["gateway"]
 
@@ -127,7 +128,23 @@ def test_a_user_who_goes_on_speaking_cancels_the_early_turn(stack, clips):
     got = turns(recorder)
     assert recorder.ended.continued_turns >= 1, json.dumps(got)
     assert got[0]["interrupted"] and got[0]["interrupt_reason"] == "continued"
-    assert got[-1]["trigger"] == "continued" and "burial" in got[-1]["user_transcript"] and got[-1]["reply"]
+    assert got[-1]["trigger"] == "continued" and "burial" in got[-1]["user_transcript"] and got[-1]["reply"], \
+        json.dumps(got)
+
+
+def test_work_started_at_a_pause_is_dropped_unseen_when_the_user_goes_on(stack, clips):
+    """Preemptive reasoning (`live.preemptive: always` here): each pause starts the turn's work. The clip's ~420 ms
+    pause between its sentences is too short to end the turn (500 ms), so the user's going on cancels that work,
+    and the client sees one turn, started at the final pause, holding both sentences."""
+    english = clips[ENGLISH]
+    recorder = converse(stack, [Speak(english.audio), Silence(2.5), UntilDone()], speed=2.0, no_ack=True)
+    got = turns(recorder)
+    ended = recorder.ended
+    assert ended.preemptive_starts >= 2 and ended.preemptive_cancelled >= 1, (str(ended), json.dumps(got))
+    assert all(t["trigger"] for t in got), f"events of a turn never announced reached the client: {json.dumps(got)}"
+    (turn,) = got
+    assert turn["preemptive"] and turn["trigger"] == "speech" and turn["reply"]
+    assert "burial" in turn["user_transcript"] and turn["timings_ms"]["voice_to_voice"] > 0
 
 
 def _expect_abort(gateway: str, messages: list[agent_pb2.SessionInput]) -> grpc.RpcError:
