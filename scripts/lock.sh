@@ -21,7 +21,7 @@ if [ -d /opt/wheels ]; then TORCH=(--find-links /opt/wheels); else
 R=requirements
 # The stack (main.lock: the extras scripts/setup.sh installs) first; the dev set (dev.lock) is the same pins plus
 # the test tools. The bare package (the Python client) needs only grpcio and protobuf, both in these locks.
-STACK=(--extra server --extra omni --extra triton --extra eval --extra pipe)
+STACK=(--extra server --extra omni --extra triton --extra eval --extra pipe --extra web)
 "${UV[@]}" "${UP[@]}" "${LINUX[@]}" "${TORCH[@]}" pyproject.toml $R/main.in "${STACK[@]}" \
   --no-emit-package llama-cpp-python -o $R/main.lock
 "${UV[@]}" "${UP[@]}" "${LINUX[@]}" "${TORCH[@]}" pyproject.toml $R/main.in "${STACK[@]}" --extra dev -c $R/main.lock \

@@ -42,3 +42,16 @@ fi
 bash scripts/setup_triton.sh
 "$VPY" scripts/gen_proto.py
 "$VPY" scripts/make_sample.py
+# The web demo's browser test drives Debian's Chromium through chromedriver (docs/web.md). --dev installs them
+# when missing, on a machine where this script may (root and apt-get); elsewhere it says what to install.
+if [ "${1:-}" = "--dev" ] && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing chromium and chromium-driver (apt-get) for the web demo's browser test..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+           chromium chromium-driver >/dev/null; }
+  else
+    echo "note: the web demo's browser test needs Chromium and its driver: install the packages chromium and" \
+         "chromium-driver (Debian/Ubuntu) or put chromium and chromedriver on PATH; the test fails without them"
+  fi
+fi

@@ -127,7 +127,8 @@ class EmbeddedAgent:
         except BaseException:
             await self.__aexit__(None, None, None)
             raise
-        self.gateway = dict(zip(names, (part[0] for part in self._parts), strict=True))["gateway"]
+        self.services = dict(zip(names, (part[0] for part in self._parts), strict=True))
+        self.gateway = self.services["gateway"]
         self.core = self.gateway.core
         return self
 

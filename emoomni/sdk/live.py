@@ -39,6 +39,25 @@ def session_config(sample_rate: int = 16000, **options) -> agent_pb2.SessionConf
     return agent_pb2.SessionConfig(sample_rate=sample_rate, **options)
 
 
+def async_channel(target: str, *, tls_ca: str | None = None, token: str | None = None, client_cert: str | None = None,
+                  client_key: str | None = None) -> tuple[grpc.aio.Channel, list[tuple[str, str]] | None]:
+    """An asyncio channel to a gateway and the call metadata (the bearer token), with the same security options
+    (and EMOOMNI_* variables) as `emoomni.Client`."""
+    env = os.environ.get
+    tls_ca = env("EMOOMNI_TLS_CA", "") if tls_ca is None else tls_ca
+    token = env("EMOOMNI_TOKEN", "") if token is None else token
+    client_cert = env("EMOOMNI_CLIENT_CERT", "") if client_cert is None else client_cert
+    client_key = env("EMOOMNI_CLIENT_KEY", "") if client_key is None else client_key
+    if tls_ca:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=read_file(tls_ca), private_key=read_file(client_key) if client_key else None,
+            certificate_chain=read_file(client_cert) if client_cert else None)
+        channel = grpc.aio.secure_channel(target, creds, options=_OPTIONS)
+    else:
+        channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
+    return channel, [("authorization", f"Bearer {token}")] if token else None
+
+
 class _Inputs:
     """What the caller sends, as the message stream the RPC reads."""
 
@@ -69,19 +88,8 @@ class AsyncLiveSession:
                 token: str | None = None, client_cert: str | None = None,
                 client_key: str | None = None) -> AsyncLiveSession:
         """Over gRPC, with the same security options (and EMOOMNI_* variables) as `emoomni.Client`."""
-        env = os.environ.get
-        tls_ca = env("EMOOMNI_TLS_CA", "") if tls_ca is None else tls_ca
-        token = env("EMOOMNI_TOKEN", "") if token is None else token
-        client_cert = env("EMOOMNI_CLIENT_CERT", "") if client_cert is None else client_cert
-        client_key = env("EMOOMNI_CLIENT_KEY", "") if client_key is None else client_key
-        if tls_ca:
-            creds = grpc.ssl_channel_credentials(
-                root_certificates=read_file(tls_ca), private_key=read_file(client_key) if client_key else None,
-                certificate_chain=read_file(client_cert) if client_cert else None)
-            channel = grpc.aio.secure_channel(target, creds, options=_OPTIONS)
-        else:
-            channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
-        metadata = [("authorization", f"Bearer {token}")] if token else None
+        channel, metadata = async_channel(target, tls_ca=tls_ca, token=token, client_cert=client_cert,
+                                          client_key=client_key)
         stub = agent_pb2_grpc.AgentStub(channel)
         session = cls(lambda inputs: stub.Session(inputs, metadata=metadata), config)
         session._channel = channel
