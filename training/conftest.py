@@ -60,3 +60,13 @@ def stage2_jsonl(tmp_path_factory, shared_media, reference_ecot) -> Path:
     clips = ["merged_7e578e0b.mp4", "samplenew3_00083538.mp4"]
     return write_jsonl(folder / "stage2.jsonl",
                        [messages_line(shared_media / clip, ecot_answer(reference_ecot[clip])) for clip in clips])
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_gguf(tmp_path_factory) -> Path:
+    """A random-weight llama GGUF with SmolLM2's real tokenizer and chat template (the cascade's default model
+    shrunk): transformers reads it, llama.cpp serves it."""
+    from emoomni.services.reasoning.backends.llama_cpp_backend import packaged_smollm2
+    from training.reasoner.gguf_io import write_tiny_gguf
+
+    return write_tiny_gguf(packaged_smollm2(), tmp_path_factory.mktemp("tiny-llama") / "tiny.gguf")
