@@ -24,6 +24,12 @@ def messages_line(clip: Path, answer: str, question: str = QUESTION) -> dict:
                          {"role": "assistant", "content": answer}], "videos": [str(clip)]}
 
 
+def losses(out: Path) -> dict[int, float]:
+    """step -> training loss, from a run folder's metrics log."""
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in records if "loss" in r}
+
+
 def write_jsonl(path: Path, lines: list) -> Path:
     path.write_text("".join((line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)) + "\n"
                             for line in lines), encoding="utf-8")

@@ -26,7 +26,7 @@ from emoomni.services.reasoning.backends import build_backend
 from emoomni.services.reasoning.backends.interface import RESPONSE
 from training.cli import run as train
 from training.common.config import ConfigError
-from training.conftest import ecot_answer, messages_line, write_jsonl
+from training.conftest import ecot_answer, losses, messages_line, write_jsonl
 from training.reasoner.data import cues_from_text
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reasoner_lora.yaml"
@@ -38,10 +38,6 @@ TEXT_ANSWER = ecot_answer({"emotion_analysis": "The user sounds frustrated and t
 RUN = ["optim.total_batch_size=1", "optim.warmup_steps=2", "optim.lr=2e-2", "optim.scheduler=constant_with_warmup",
        "optim.max_steps=30", "save_steps=15", "lora.r=16", "data.perception_threads=1"]
 
-
-def losses(out) -> dict[int, float]:
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from emoomni.services.reasoning.tests.test_omni_backend import omni_config
 from emoomni.v1 import perception_pb2
 from training.cli import run as train
 from training.common.config import ConfigError
-from training.conftest import QUESTION, ecot_answer, messages_line, write_jsonl
+from training.conftest import QUESTION, ecot_answer, losses, messages_line, write_jsonl
 from training.thinker.train import is_frozen
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -48,11 +48,6 @@ FAST = ["optim.total_batch_size=1", "optim.warmup_steps=2", "logging_steps=1", "
 STAGE1_RUN = [*FAST, "optim.lr=1e-2", "optim.scheduler=constant_with_warmup", "optim.max_steps=30",
               "save_steps=100"]
 STAGE2_RUN = [*FAST, "optim.lr=1e-2", "optim.max_steps=10", "save_steps=5", "eval_steps=1000"]
-
-
-def losses(out: Path) -> dict[int, float]:
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
 
 
 @pytest.fixture(scope="module")
