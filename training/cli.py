@@ -51,7 +51,10 @@ def run(kind: str, config: str, out: str, *, data=None, eval_data=None, base=Non
 
         return train_reasoner(cfgs.load(ReasonerConfig, config, list(overrides), **fields), out, resume)
     if kind == "talker":
-        raise ConfigError("the talker trainer (a LoRA fine-tune of the Qwen3-TTS adapter) is not written yet")
+        from training.talker.config import TalkerTrainConfig
+        from training.talker.train import train_talker
+
+        return train_talker(cfgs.load(TalkerTrainConfig, config, list(overrides), **fields), out, resume)
     from training.instruction.train_head import HeadTrainConfig, train_from_config
 
     if data or eval_data or base:
