@@ -12,17 +12,13 @@ cannot be decoded or is longer than data.max_audio_s) is reported as `file:line:
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from emoomni.core import media as media_io
 from emoomni.core.config import LimitsConfig
-from training.common.messages import BadLine
-from training.common.run import sha256
-
-log = logging.getLogger(__name__)
+from training.common.messages import BadLine, LoadedData, read_lines
 
 
 class Triple(BaseModel):
@@ -40,34 +36,11 @@ class Triple(BaseModel):
         return value.strip()
 
 
-def load_triples(paths: list[str], encode, *, max_audio_s: float, sample_rate: int, what: str = "training"):
-    """(samples, per-file summaries). `encode(triple, audio, rate)` turns a checked line into a training sample."""
-    if not paths:
-        raise BadLine(f"no {what} data given (--data FILE.jsonl, or data.train in the config)")
+def load_triples(paths: list[str], encode, *, max_audio_s: float, sample_rate: int,
+                 what: str = "training") -> LoadedData:
+    """Every line checked and encoded: `encode(triple, audio, rate)` turns a checked line into a training sample."""
     limits = LimitsConfig(max_media_bytes=1 << 40, max_media_duration_s=max_audio_s)
-    samples, files = [], []
-    for name in paths:
-        path = Path(name).expanduser()
-        if not path.is_file():
-            raise BadLine(f"no such data file: {path}")
-        summary = {"path": str(path.resolve()), "sha256": sha256(path), "lines": 0, "kept": 0, "skipped": 0,
-                   "reasons": []}
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            summary["lines"] += 1
-            try:
-                samples.append(_sample(line, path.parent, encode, limits, sample_rate))
-                summary["kept"] += 1
-            except BadLine as exc:
-                summary["skipped"] += 1
-                summary["reasons"].append(f"{path}:{number}: {exc}")
-                log.warning("%s:%d: %s (skipped)", path, number, exc)
-        files.append(summary)
-    if not samples:
-        raise BadLine(f"none of the {sum(f['lines'] for f in files)} {what} line(s) is usable: "
-                      + "; ".join(r for f in files for r in f["reasons"][:5]))
-    return samples, files
+    return read_lines(paths, lambda line, folder, _where: _sample(line, folder, encode, limits, sample_rate), what)
 
 
 def _sample(line: str, folder: Path, encode, limits: LimitsConfig, sample_rate: int):

@@ -29,7 +29,7 @@ from training.common.hf import (
     resume_checkpoint,
     training_arguments,
 )
-from training.common.messages import BadLine
+from training.common.messages import BadLine, file_summaries
 from training.common.run import RunFolder
 from training.talker.config import TalkerTrainConfig
 from training.talker.data import load_triples
@@ -103,12 +103,12 @@ def train_talker(cfg: TalkerTrainConfig, out: str | Path, resume: str | None = N
         return finetune.sample(triple.instruction, triple.text, triple.language, audio, sample_rate)
 
     try:
-        train, train_files = load_triples(cfg.data.train, encode, max_audio_s=cfg.data.max_audio_s, sample_rate=rate)
-        held, held_files = (load_triples([cfg.data.eval], encode, max_audio_s=cfg.data.max_audio_s, sample_rate=rate,
-                                         what="eval") if cfg.data.eval else (None, []))
+        train = load_triples(cfg.data.train, encode, max_audio_s=cfg.data.max_audio_s, sample_rate=rate)
+        held = load_triples([cfg.data.eval], encode, max_audio_s=cfg.data.max_audio_s, sample_rate=rate,
+                            what="eval") if cfg.data.eval else None
     except BadLine as exc:
         raise ConfigError(str(exc)) from exc
-    run = RunFolder(out, cfg.model_dump(mode="json"), train_files + held_files, resume=bool(resume))
+    run = RunFolder(out, cfg.model_dump(mode="json"), file_summaries(train, held), resume=bool(resume))
     checkpoint = resume_checkpoint(run, resume)
 
     talker = plugin.engine.model.talker
@@ -117,10 +117,11 @@ def train_talker(cfg: TalkerTrainConfig, out: str | Path, resume: str | None = N
                                               target_modules=finetune.lora_target, bias="none"))
     counts = parameter_counts(model)
     run.log({"step": 0, "event": "start", "resume": str(checkpoint) if checkpoint else None,
-             "train_samples": len(train), "skipped_lines": sum(f["skipped"] for f in train_files), "bf16": bf16,
+             "train_samples": len(train.samples), "skipped_lines": train.skipped, "bf16": bf16,
              **counts})
     args = training_arguments(cfg, run, accumulation=accumulation, has_eval=bool(held), bf16=bf16)
-    trainer = trainer_class()(model=model, args=args, train_dataset=train, eval_dataset=held,
+    trainer = trainer_class()(model=model, args=args, train_dataset=train.samples,
+                              eval_dataset=held.samples if held else None,
                               data_collator=one_sample, callbacks=[metrics_callback(run)], finetune=finetune)
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     metrics = trainer.evaluate() if held else {}

@@ -13,7 +13,6 @@ are random and tiny) or training speed on the real 135M model.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +25,14 @@ from emoomni.services.reasoning.backends import build_backend
 from emoomni.services.reasoning.backends.interface import RESPONSE
 from training.cli import run as train
 from training.common.config import ConfigError
-from training.conftest import ecot_answer, losses, messages_line, write_jsonl
+from training.conftest import (
+    assert_lora_halves_the_loss,
+    assert_resumed_curve,
+    cut_run,
+    ecot_answer,
+    messages_line,
+    write_jsonl,
+)
 from training.reasoner.data import cues_from_text
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "reasoner_lora.yaml"
@@ -89,10 +95,7 @@ def test_wrong_base_fails_before_any_work(tmp_path, reasoner_jsonl, tiny_llama_g
 
 def test_lora_overfits_two_samples(reasoner_run):
     out, summary = reasoner_run
-    curve = losses(out)
-    assert sorted(curve) == list(range(1, 31))
-    assert (curve[29] + curve[30]) / 2 < (curve[1] + curve[2]) / 4, curve
-    assert 0 < summary["trainable_params"] < summary["total_params"] / 10
+    assert_lora_halves_the_loss(out, summary, 30)
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["kind"] == "reasoner" and config["optim"]["lr"] == 2e-2
     assert len(json.loads((out / "run.json").read_text())["starts"][0]["commit"]) == 40
@@ -101,14 +104,10 @@ def test_lora_overfits_two_samples(reasoner_run):
 def test_resume_continues_the_same_loss_curve(reasoner_run, tmp_path, reasoner_jsonl, tiny_llama_gguf):
     """The run is cut after checkpoint-15 (as if the machine died there) and resumed."""
     out, _ = reasoner_run
-    cut = tmp_path / "cut"
-    shutil.copytree(out, cut, ignore=shutil.ignore_patterns("checkpoint-30", "final"))
+    cut = cut_run(out, tmp_path / "cut", "checkpoint-30")
     train("reasoner", str(CONFIG), str(cut), data=[str(reasoner_jsonl)], base=str(tiny_llama_gguf), overrides=RUN,
           resume="latest")
-    before, after = losses(out), losses(cut)
-    assert sorted(after) == list(range(1, 31))
-    for step in range(16, 31):
-        assert after[step] == pytest.approx(before[step], rel=1e-4, abs=1e-5), (step, before, after)
+    assert_resumed_curve(out, cut, 30, 15)
 
 
 def test_adapter_serves_through_one_config_line_and_matches_the_trained_model(reasoner_run, tiny_llama_gguf):

@@ -12,7 +12,6 @@ anything about voice quality (the weights are random and tiny) or speed at 1.7B.
 from __future__ import annotations
 
 import json
-import shutil
 import wave
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from emoomni.services.talker.registry import discover
 from emoomni.v1 import instruction_pb2
 from training.cli import run as train
 from training.common.config import ConfigError
-from training.conftest import losses, write_jsonl
+from training.conftest import assert_lora_halves_the_loss, assert_resumed_curve, cut_run, write_jsonl
 
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "talker_lora.yaml"
 RUN = ["optim.total_batch_size=1", "optim.warmup_steps=2", "optim.lr=2e-2", "optim.scheduler=constant_with_warmup",
@@ -108,10 +107,7 @@ def test_wrong_base_fails_before_any_work(tmp_path, talker_jsonl):
 
 def test_lora_overfits_two_samples(talker_run):
     out, summary = talker_run
-    curve = losses(out)
-    assert sorted(curve) == list(range(1, 31))
-    assert (curve[29] + curve[30]) / 2 < (curve[1] + curve[2]) / 4, curve
-    assert 0 < summary["trainable_params"] < summary["total_params"] / 10
+    assert_lora_halves_the_loss(out, summary, 30)
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["kind"] == "talker" and config["optim"]["lr"] == 2e-2
     assert yaml.safe_load(CONFIG.read_text())["optim"]["lr"] == 1e-5  # the paper's rate ships
@@ -119,14 +115,9 @@ def test_lora_overfits_two_samples(talker_run):
 
 def test_resume_continues_the_same_loss_curve(talker_run, tmp_path, talker_jsonl, tiny_tts):
     out, _ = talker_run
-    cut = tmp_path / "cut"
-    shutil.copytree(out, cut, ignore=shutil.ignore_patterns("checkpoint-30", "final"))
-    train("talker", str(CONFIG), str(cut), data=[str(talker_jsonl)], base=str(tiny_tts), overrides=RUN,
-          resume="latest")
-    before, after = losses(out), losses(cut)
-    assert sorted(after) == list(range(1, 31))
-    for step in range(16, 31):
-        assert after[step] == pytest.approx(before[step], rel=1e-4, abs=1e-5), (step, before, after)
+    cut = cut_run(out, tmp_path / "cut", "checkpoint-30")
+    train("talker", str(CONFIG), str(cut), data=[str(talker_jsonl)], base=str(tiny_tts), overrides=RUN, resume="latest")
+    assert_resumed_curve(out, cut, 30, 15)
 
 
 def test_adapter_loads_through_the_plugin_option_and_changes_the_audio(talker_run, tiny_tts):
