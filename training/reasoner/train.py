@@ -13,7 +13,6 @@ checkpoints); then OUT/final: the peft adapter, adapter.gguf and serve.yaml.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import torch
@@ -34,8 +33,6 @@ from training.common.run import RunFolder
 from training.reasoner.config import ReasonerConfig
 from training.reasoner.data import ReasonerEncoder
 from training.reasoner.gguf_io import read_base, write_adapter
-
-log = logging.getLogger(__name__)
 
 
 def load_base(cfg: ReasonerConfig, dtype: torch.dtype):

@@ -14,7 +14,6 @@ OUT/final (the peft adapter) and serve.yaml.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import yaml
@@ -33,8 +32,6 @@ from training.common.messages import BadLine, file_summaries
 from training.common.run import RunFolder
 from training.talker.config import TalkerTrainConfig
 from training.talker.data import load_triples
-
-log = logging.getLogger(__name__)
 
 
 def load_plugin(cfg: TalkerTrainConfig, dtype: str):
