@@ -35,7 +35,8 @@ from training.talker.data import load_triples
 
 
 def load_plugin(cfg: TalkerTrainConfig, dtype: str):
-    """The talker plugin, loaded on --base; ConfigError (before any other work) if --base is not its checkpoint."""
+    """The talker plugin loaded on --base, and its fine-tuning half; ConfigError (before any other work) if --base
+    is not a checkpoint it can fine-tune."""
     plugins = discover()
     if cfg.model.plugin not in plugins:
         raise ConfigError(f"model.plugin {cfg.model.plugin!r} is not installed (found: {', '.join(sorted(plugins))})")
@@ -47,9 +48,9 @@ def load_plugin(cfg: TalkerTrainConfig, dtype: str):
     plugin = plugin_class({"model_path": cfg.model.base, "dtype": dtype})
     try:
         plugin.load()
+        return plugin, plugin.finetune()
     except (ValueError, OSError) as exc:
         raise ConfigError(f"--base {cfg.model.base}: {exc}") from exc
-    return plugin
 
 
 def trainer_class():
@@ -92,8 +93,7 @@ def train_talker(cfg: TalkerTrainConfig, out: str | Path, resume: str | None = N
         raise ConfigError("optim.per_device_batch_size must be 1 for the talker (the batch comes from gradient "
                           "accumulation)")
     bf16, dtype = precision(cfg)
-    plugin = load_plugin(cfg, str(dtype).removeprefix("torch."))  # a wrong --base fails here
-    finetune = plugin.finetune()
+    plugin, finetune = load_plugin(cfg, str(dtype).removeprefix("torch."))  # a wrong --base fails here
     rate = int(plugin.engine.model.speech_tokenizer.get_input_sample_rate())
 
     def encode(triple, audio, sample_rate):

@@ -36,7 +36,10 @@ class TalkerFinetune:
     lora_target = LORA_TARGET
 
     def __init__(self, engine):
-        """`engine`: the loaded qwen-tts Qwen3TTSModel (the plugin's `engine`)."""
+        """`engine`: the loaded qwen-tts Qwen3TTSModel (the plugin's `engine`), a VoiceDesign one."""
+        if engine.model.config.tts_model_type != "voice_design":
+            raise ValueError(f"fine-tuning needs a VoiceDesign checkpoint (this one is "
+                             f"{engine.model.config.tts_model_type!r}: its sequence carries a speaker instead)")
         self.engine = engine
         self.config = engine.model.config
         self.talker_config = self.config.talker_config
