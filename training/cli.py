@@ -46,10 +46,15 @@ def run(kind: str, config: str, out: str, *, data=None, eval_data=None, base=Non
         cfg = cfgs.load(ThinkerConfig, config, list(overrides), **fields)
         return train_thinker(cfg, out, resume)
     if kind == "reasoner":
-        raise ConfigError("the reasoner trainer (a LoRA fine-tune of the CPU default LLM, served by llama.cpp as a "
-                          "GGUF adapter) is not in this release: its llama.cpp export is not verified yet")
+        from training.reasoner.config import ReasonerConfig
+        from training.reasoner.train import train_reasoner
+
+        return train_reasoner(cfgs.load(ReasonerConfig, config, list(overrides), **fields), out, resume)
     if kind == "talker":
-        raise ConfigError("the talker trainer (a LoRA fine-tune of the Qwen3-TTS adapter) is not written yet")
+        from training.talker.config import TalkerTrainConfig
+        from training.talker.train import train_talker
+
+        return train_talker(cfgs.load(TalkerTrainConfig, config, list(overrides), **fields), out, resume)
     from training.instruction.train_head import HeadTrainConfig, train_from_config
 
     if data or eval_data or base:

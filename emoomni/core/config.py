@@ -120,6 +120,13 @@ class LlamaCppConfig(_Strict):
     """Sampling seed (the same clip gives the same E-CoT)."""
     temperature: float = 0.6
     """Sampling temperature (0: always the likeliest token)."""
+    adapter_path: str = ""
+    """A GGUF LoRA adapter that llama.cpp applies over `model_path` (`emoomni train reasoner` writes one, with the
+    base it was trained on); empty: none."""
+    openers: bool = True
+    """Start the intent and strategy lines with fixed opening words ("The user wants", "I will respond"), which
+    keep a small untuned model on track. An adapter trained on lines that begin otherwise turns them off (its
+    serve.yaml says so)."""
 
 
 class OpenAICompatibleConfig(_Strict):

@@ -148,11 +148,26 @@ class LoadedData:
 
 def load_jsonl(paths: list[str | Path], *, target: str, media_allowed: bool = True,
                check: Callable[[Sample], str | None] | None = None, what: str = "training") -> LoadedData:
-    """Read every line of every file; bad lines are logged (`file:line: reason`), skipped and counted.
+    """Read every messages line of every file; bad lines are logged (`file:line: reason`), skipped and counted.
 
     `target` is "ecot" (answers must be the four tagged parts) or "free". `check` is the trainer's own test of a
     parsed sample (e.g. the token length cap); it returns a reason to skip, or None.
     """
+    def parse(line: str, folder: Path, where: str) -> Sample:
+        sample = parse_line(line, folder, target=target, media_allowed=media_allowed)
+        sample.source = where
+        reason = check(sample) if check else None
+        if reason:
+            raise BadLine(reason)
+        return sample
+
+    return read_lines(paths, parse, what)
+
+
+def read_lines(paths: list[str | Path], parse: Callable[[str, Path, str], object], what: str = "training"
+               ) -> LoadedData:
+    """Every non-empty line of every JSONL file through `parse(line, the file's folder, "file:line")`, which
+    returns a sample or raises BadLine: that line is logged, skipped and counted. BadLine if no line is usable."""
     if not paths:
         raise BadLine(f"no {what} data given (--data FILE.jsonl, or data.train in the config)")
     samples, files = [], []
@@ -169,17 +184,12 @@ def load_jsonl(paths: list[str | Path], *, target: str, media_allowed: bool = Tr
                 summary["lines"] += 1
                 where = f"{path}:{number}"
                 try:
-                    sample = parse_line(line, path.parent, target=target, media_allowed=media_allowed)
-                    sample.source = where
-                    reason = check(sample) if check else None
-                    if reason:
-                        raise BadLine(reason)
+                    samples.append(parse(line, path.parent, where))
                 except BadLine as exc:
                     summary["skipped"] += 1
                     summary["reasons"].append(f"{where}: {exc}")
                     log.warning("%s: %s (skipped)", where, exc)
                     continue
-                samples.append(sample)
                 summary["kept"] += 1
         files.append(summary)
     loaded = LoadedData(samples=samples, files=files)

