@@ -48,7 +48,7 @@ async def session(gateway: str, steps, **options):
 
 
 def main() -> int:
-    from emoomni.apps.live import AfterFirstAudio, Silence, Speak, UntilDone, load_clip
+    from emoomni.apps.live import load_clip
     from emoomni.core.config import load_config
     from emoomni.testing.stack import running_stack
 
@@ -57,84 +57,104 @@ def main() -> int:
     parser.add_argument("--barge-ins", type=int, default=6)
     parser.add_argument("--sessions", type=int, default=4, help="concurrent sessions")
     parser.add_argument("--gap", type=float, default=2.0)
+    parser.add_argument("--preemptive", choices=["off", "complete", "always"], default=None,
+                        help="live.preemptive for this run (default: the config's)")
+    parser.add_argument("--parts", default="long,barge,concurrent", help="which parts to run, comma-separated")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "live.json"))
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     cfg = load_config(env={})
     clips = [load_clip(MEDIA / name, cfg, fps=2.0, video=True) for name in CLIPS]
     report: dict = {"date": datetime.now(UTC).isoformat(timespec="minutes"), "machine": platform.machine(),
                     "cpus": os.cpu_count(), "load_before": os.getloadavg()}
-    with running_stack() as (addrs, _):
+    config = {"live": {"preemptive": args.preemptive}} if args.preemptive else None
+    report["preemptive"] = args.preemptive or cfg.live.preemptive
+    with running_stack(config=config) as (addrs, _):
         gateway = addrs["gateway"]
-        started = time.perf_counter()
-        # A long session: every clip in turn, a pause after each; memory grows to its cap and stays there.
-        steps = []
-        for i in range(args.turns):
-            clip = clips[i % len(clips)]
-            steps += [Speak(clip.audio, clip.frames), Silence(args.gap), UntilDone()]
-        long_turns, long_recorder = asyncio.run(session(gateway, steps))
-        ended = long_recorder.ended
-        report["long_session"] = {
-            "turns": len(long_turns), "wall_s": round(time.perf_counter() - started, 1),
-            "voice_to_voice_ms": figures([t["timings_ms"]["voice_to_voice"] for t in long_turns]),
-            "ack_ms": figures([t["timings_ms"]["ack"] for t in long_turns]),
-            "end_of_turn_ms": figures([t["timings_ms"]["end_of_turn"] for t in long_turns]),
-            "first_audio_after_decision_ms": figures([t["timings_ms"]["first_audio"] for t in long_turns]),
-            "acks": sum(1 for t in long_turns if t["ack"]),
-            "preemptive_turns": sum(1 for t in long_turns if t["preemptive"]),
-            "preemptive_starts": ended.preemptive_starts if ended else None,
-            "preemptive_cancelled": ended.preemptive_cancelled if ended else None,
-            "history_turns": [t["history_turns"] for t in long_turns],
-            "voice_to_voice_first_5_vs_last_5_ms": [
-                figures([t["timings_ms"]["voice_to_voice"] for t in long_turns[:5]]).get("median"),
-                figures([t["timings_ms"]["voice_to_voice"] for t in long_turns[-5:]]).get("median")],
-        }
-        print(json.dumps(report["long_session"], indent=1), flush=True)
-
-        # Barge-ins: the next clip starts 1 s after the reply's first audio.
-        steps = []
-        for i in range(args.barge_ins + 1):
-            clip = clips[i % len(clips)]
-            steps += [Speak(clip.audio, clip.frames), AfterFirstAudio(1.0)]
-        steps[-1] = Silence(args.gap)
-        steps.append(UntilDone())
-        barge_turns, recorder = asyncio.run(session(gateway, steps))
-        stopped = [t for t in barge_turns if t["interrupt_reason"] == "barge_in"]
-        report["barge_in"] = {"interruptions": len(stopped), "attempted": args.barge_ins,
-                              "barge_in_stop_ms": figures([t["timings_ms"]["barge_in_stop"] for t in stopped]),
-                              "barge_in_stop_ms_incl_zero": [t["timings_ms"]["barge_in_stop"] for t in stopped],
-                              "barge_in_decided_ms": figures([t["timings_ms"]["barge_in_decided"] for t in stopped]),
-                              "stale_chunks_after_interrupted": recorder_stale(recorder)}
-        print(json.dumps(report["barge_in"], indent=1), flush=True)
-
-        # Concurrent sessions, three turns each.
-        async def many():
-            runs = []
-            for s in range(args.sessions):
-                steps = []
-                for i in range(3):
-                    clip = clips[(s + i) % len(clips)]
-                    steps += [Speak(clip.audio, clip.frames), Silence(args.gap), UntilDone()]
-                runs.append(session(gateway, steps))
-            return await asyncio.gather(*runs, return_exceptions=True)
-
-        results = asyncio.run(many())
-        ok = [r for r in results if not isinstance(r, BaseException)]
-        all_turns = [t for turns, _ in ok for t in turns]
-        report["concurrent"] = {"sessions": args.sessions, "failed_sessions": len(results) - len(ok),
-                                "failed_turns": sum(1 for t in all_turns if t["error"]),
-                                "turns": len(all_turns),
-                                "voice_to_voice_ms": figures([t["timings_ms"]["voice_to_voice"] for t in all_turns])}
-        print(json.dumps(report["concurrent"], indent=1), flush=True)
+        if "long" in parts:
+            report["long_session"] = long_session(gateway, clips, args)
+            print(json.dumps(report["long_session"], indent=1), flush=True)
+        if "barge" in parts:
+            report["barge_in"] = barge_ins(gateway, clips, args)
+            print(json.dumps(report["barge_in"], indent=1), flush=True)
+        if "concurrent" in parts:
+            report["concurrent"] = concurrent(gateway, clips, args)
+            print(json.dumps(report["concurrent"], indent=1), flush=True)
     report["load_after"] = os.getloadavg()
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
     return 0
 
 
-def recorder_stale(recorder) -> int:
-    """Audio events of a turn after its `interrupted` (the client drops them; the server must send none)."""
-    return recorder.stale_audio
+def long_session(gateway: str, clips, args) -> dict:
+    """Every clip in turn, a pause after each; memory grows to its cap and stays there."""
+    from emoomni.apps.live import Silence, Speak, UntilDone
+
+    started, steps = time.perf_counter(), []
+    for i in range(args.turns):
+        clip = clips[i % len(clips)]
+        steps += [Speak(clip.audio, clip.frames), Silence(args.gap), UntilDone()]
+    turns, recorder = asyncio.run(session(gateway, steps))
+    ended = recorder.ended
+    return {
+        "turns": len(turns), "wall_s": round(time.perf_counter() - started, 1),
+        "voice_to_voice_ms": figures([t["timings_ms"]["voice_to_voice"] for t in turns]),
+        "ack_ms": figures([t["timings_ms"]["ack"] for t in turns]),
+        "end_of_turn_ms": figures([t["timings_ms"]["end_of_turn"] for t in turns]),
+        "first_audio_after_decision_ms": figures([t["timings_ms"]["first_audio"] for t in turns]),
+        "acks": sum(1 for t in turns if t["ack"]),
+        "preemptive_turns": sum(1 for t in turns if t["preemptive"]),
+        "preemptive_starts": ended.preemptive_starts if ended else None,
+        "preemptive_cancelled": ended.preemptive_cancelled if ended else None,
+        "history_turns": [t["history_turns"] for t in turns],
+        "errors": [t["error"] for t in turns if t["error"]],
+        "voice_to_voice_first_5_vs_last_5_ms": [
+            figures([t["timings_ms"]["voice_to_voice"] for t in turns[:5]]).get("median"),
+            figures([t["timings_ms"]["voice_to_voice"] for t in turns[-5:]]).get("median")],
+    }
+
+
+def barge_ins(gateway: str, clips, args) -> dict:
+    """The next clip starts 1 s after the reply's first audio."""
+    from emoomni.apps.live import AfterFirstAudio, Silence, Speak, UntilDone
+
+    steps = []
+    for i in range(args.barge_ins + 1):
+        clip = clips[i % len(clips)]
+        steps += [Speak(clip.audio, clip.frames), AfterFirstAudio(1.0)]
+    steps[-1] = Silence(args.gap)
+    steps.append(UntilDone())
+    turns, recorder = asyncio.run(session(gateway, steps))
+    stopped = [t for t in turns if t["interrupt_reason"] == "barge_in"]
+    return {"interruptions": len(stopped), "attempted": args.barge_ins,
+            "barge_in_stop_ms": figures([t["timings_ms"]["barge_in_stop"] for t in stopped]),
+            "barge_in_stop_ms_incl_zero": [t["timings_ms"]["barge_in_stop"] for t in stopped],
+            "barge_in_decided_ms": figures([t["timings_ms"]["barge_in_decided"] for t in stopped]),
+            "stale_chunks_after_interrupted": recorder.stale_audio}
+
+
+def concurrent(gateway: str, clips, args) -> dict:
+    """`--sessions` sessions at once, three turns each."""
+    from emoomni.apps.live import Silence, Speak, UntilDone
+
+    async def many():
+        runs = []
+        for s in range(args.sessions):
+            steps = []
+            for i in range(3):
+                clip = clips[(s + i) % len(clips)]
+                steps += [Speak(clip.audio, clip.frames), Silence(args.gap), UntilDone()]
+            runs.append(session(gateway, steps))
+        return await asyncio.gather(*runs, return_exceptions=True)
+
+    results = asyncio.run(many())
+    ok = [r for r in results if not isinstance(r, BaseException)]
+    turns = [t for run_turns, _ in ok for t in run_turns]
+    return {"sessions": args.sessions, "failed_sessions": len(results) - len(ok),
+            "failed_turns": sum(1 for t in turns if t["error"]), "turns": len(turns),
+            "errors": [t["error"] for t in turns if t["error"]] + [repr(r) for r in results if r not in ok],
+            "voice_to_voice_ms": figures([t["timings_ms"]["voice_to_voice"] for t in turns])}
 
 
 if __name__ == "__main__":
