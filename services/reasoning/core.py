@@ -26,7 +26,9 @@ class ReasoningCore:
         self._lock = threading.Lock()
 
     def warmup(self) -> None:
-        fake = perception_pb2.PerceptionResult(cues=[perception_pb2.Cue(modality="speech", text="Hello.")])
+        # With a transcript, so that the text-emotion classifier's prompt is cached too.
+        fake = perception_pb2.PerceptionResult(transcript=perception_pb2.Transcript(text="Hello.", language="en"),
+                                               cues=[perception_pb2.Cue(modality="speech", text="Hello.")])
         if self.cfg.reasoning.backend == "llama_cpp":
             with self._lock:
                 for _ in self.backend.stream(fake, ""):
