@@ -108,6 +108,8 @@ class Recorder:
     errors: list[str] = field(default_factory=list)
     stale_audio: int = 0
     """Audio chunks of a turn that came after its `interrupted` (the server must send none)."""
+    provisional: list[tuple[float, str]] = field(default_factory=list)
+    """Provisional transcripts not yet given to a turn: (speech start ms, text)."""
 
     def now_s(self) -> float:
         return time.monotonic() - self.started
@@ -119,6 +121,7 @@ class Recorder:
                                    "ecot": dict.fromkeys(_FIELDS, ""), "instruction": "", "reply": "",
                                    "heard_reply": "", "interrupted": False, "interrupt_reason": "",
                                    "history_turns": 0, "preemptive": False, "ack": "", "error": "",
+                                   "provisional_transcripts": [],
                                    "timings_ms": dict.fromkeys(("end_of_turn", "ack", "first_audio", "voice_to_voice",
                                                                 "barge_in_stop", "barge_in_decided"), 0.0)}
         return self.turns[turn_id]
@@ -163,6 +166,14 @@ class Recorder:
             entry = self.turn(event.turn_started.turn_id)
             entry["trigger"], entry["history_turns"] = event.turn_started.trigger, event.turn_started.history_turns
             entry["preemptive"] = event.turn_started.preemptive
+            # What was heard of this turn's speech while it went on (a continued turn holds two speeches).
+            start, end = event.turn_started.speech_start_ms, event.turn_started.speech_end_ms
+            entry["provisional_transcripts"] = [text for at, text in self.provisional if start <= at <= end]
+            self.provisional = [(at, text) for at, text in self.provisional if at > end]
+        elif which == "transcript" and event.transcript.provisional and event.transcript.turn_id:
+            self.turn(event.transcript.turn_id)["provisional_transcripts"].append(event.transcript.text)
+        elif which == "transcript" and event.transcript.provisional:
+            self.provisional.append((event.transcript.speech_start_ms, event.transcript.text))
         elif which == "transcript":
             self.turn(event.transcript.turn_id)["user_transcript"] = event.transcript.text
         elif which == "ack":

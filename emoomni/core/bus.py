@@ -41,6 +41,7 @@ PREFIX = "emoomni.v1.turn"
 TALKER_CONTROL = "emoomni.v1.control.talker"  # TalkerControl
 TALKER_STATUS = "emoomni.v1.control.talker.status"  # TalkerStatus, one per replica per control message
 PRESENCE = "emoomni.v1.presence"  # + .<stage>: answered by every ready replica (readiness)
+TRANSCRIBE = "emoomni.v1.perception.transcribe"  # TranscribeRequest -> TranscribeReply (provisional ASR)
 WORK_HEADER = "Emoomni-Work"
 HEARTBEAT_S = 1.0
 _TURN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -171,6 +172,22 @@ class Bus:
         except TimeoutError as exc:
             raise StageUnavailable(f"no {stage} replica acknowledged the work within {timeout_s:.0f} s") from exc
         return work_id
+
+    async def ask(self, subj: str, msg: Message, reply_type: type[Message], timeout_s: float) -> Message:
+        """Request-reply for small best-effort calls outside a turn's work chain (no redelivery, no liveness)."""
+        reply = await self.nc.request(subj, msg.SerializeToString(), timeout=timeout_s, headers=headers_with_trace())
+        return reply_type.FromString(reply.data)
+
+    async def answer(self, subj: str, queue: str, request_type: type[Message],
+                     handler: Callable[[Message], Awaitable[Message]]) -> None:
+        """Serve `ask` calls on `subj`, one replica of the queue group per call."""
+
+        async def on_request(msg: Msg) -> None:
+            reply = await handler(request_type.FromString(msg.data))
+            with contextlib.suppress(Exception):  # the asker gave up: nothing to answer
+                await msg.respond(reply.SerializeToString())
+
+        await self.nc.subscribe(subj, queue=queue, cb=on_request)
 
     async def worker(self, kind: str, queue: str, handler: Handler, *, concurrent: int = 1) -> None:
         """Queue-subscribe to a work kind; acknowledge each item the moment it arrives (see `dispatch`), then

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from emoomni.core.bus import new_turn_id, valid_turn_id
+from emoomni.core.bus import TRANSCRIBE, new_turn_id, valid_turn_id
 from emoomni.core.config import StackConfig
 from emoomni.core.media import MediaError
 from emoomni.core.text import SentenceSplitter
@@ -42,7 +42,7 @@ from emoomni.services.gateway.listening import (
 )
 from emoomni.services.gateway.memory import RememberedTurn, SessionMemory, SessionStore
 from emoomni.services.gateway.turn_clip import SAMPLE_RATE, turn_clip
-from emoomni.v1 import agent_pb2, media_pb2, reasoning_pb2
+from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, reasoning_pb2
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,11 @@ class LiveSession:
         self._arrivals: list[tuple[float, float]] = []  # (audio ms at a frame's end, monotonic arrival)
         self._last_ack = ""
         self._speech_started_ms = 0.0
-        self._turn_speech_ms = 0.0  # where the open turn's first speech began
         self._idle_from = ""  # the turn after whose playback the idle count restarted
         self._last_first_audio_ms = 0.0
         self._ending = False
+        self._draft_task: asyncio.Task | None = None  # the provisional transcript being made, if any
+        self._draft_for: tuple[float, float] = (-1.0, 0.0)  # (open turn's speech start, how far it was heard)
 
     # ---- the stream ----
 
@@ -183,7 +184,9 @@ class LiveSession:
                 yield event
             await self._await_half_close(receiver, reader)
         finally:
-            for task in (receiver, reader):
+            for task in (receiver, reader, self._draft_task):
+                if task is None:
+                    continue
                 task.cancel()
                 with contextlib.suppress(BaseException):
                     await task
@@ -326,11 +329,53 @@ class LiveSession:
         for event in events:
             await self._on_listening(event, now)
         await self._check_barge_in(now)
+        self._draft_transcript()
         turn = self.turn
         if turn is not None and turn.turn_id != self._idle_from and self._done_playing(turn):
             self._idle_from = turn.turn_id
             self.listener.reset_idle()  # the user's silence while the agent spoke is not idleness
         return None
+
+    def _draft_transcript(self) -> None:
+        """ASR on the growing speech: a provisional transcript each `live.provisional_every_ms` more of it, while
+        nothing of this session is being worked on (so that it never slows a turn down on a small machine)."""
+        every, start_ms = self.live.provisional_every_ms, self.listener.turn_start_ms
+        if (not every or start_ms is None or not self.listener.in_speech or self._draft_task is not None
+                or self.preempted is not None or self.pending
+                or (self.turn is not None and self.turn.task is not None and not self.turn.task.done())):
+            return
+        heard_ms = self.listener.turn_audio_ms
+        last_start, last_heard = self._draft_for
+        if heard_ms - (last_heard if last_start == start_ms else 0.0) < every:
+            return
+        self._draft_for = (start_ms, heard_ms)
+        audio = np.clip(self.listener.turn_audio() * 32768.0, -32768, 32767).astype(np.int16)
+        self._draft_task = asyncio.create_task(self._send_draft(start_ms, audio))
+
+    async def _send_draft(self, start_ms: float, audio: np.ndarray) -> None:
+        request = bus_pb2.TranscribeRequest(pcm16=audio.tobytes(), sample_rate=SAMPLE_RATE)
+        try:
+            reply = await self.gateway.bus.ask(TRANSCRIBE, request, bus_pb2.TranscribeReply,
+                                               timeout_s=self.cfg.deadlines.perception_s)
+        except Exception as exc:  # no perception replica, a timeout: the final transcript still comes
+            log.debug("no provisional transcript: %s", exc)
+            return
+        finally:
+            self._draft_task = None
+        text = reply.transcript.text.strip()
+        if not text or self._ending:
+            return
+        draft = agent_pb2.UserTranscript(text=text, language=reply.transcript.language, provisional=True,
+                                         speech_start_ms=start_ms)
+        if self.listener.turn_start_ms == start_ms:  # the speech goes on: no turn holds it yet
+            self.out.put_nowait(agent_pb2.SessionEvent(transcript=draft))
+            return
+        # The speech became a turn while ASR ran: the draft is still worth showing until the final transcript.
+        owner = next((t for t in (self.turn, self.preempted, *self.pending) if t is not None and t.audio is not None
+                      and t.speech_start_ms <= start_ms <= t.speech_end_ms), None)
+        if owner is not None and not owner.user_text and not owner.cancelled:
+            draft.turn_id = owner.turn_id
+            self._emit(owner, agent_pb2.SessionEvent(transcript=draft))
 
     def _on_video(self, frame: agent_pb2.VideoFrame) -> None:
         if not self.options.video:
@@ -391,8 +436,6 @@ class LiveSession:
     async def _on_listening(self, event: ListeningEvent, now: float) -> None:
         if event.kind == "speech_started":
             self._speech_started_ms = event.start_ms
-            if event.new_turn:
-                self._turn_speech_ms = event.start_ms
             await self._drop_preempted(user_went_on=True)
             self.out.put_nowait(agent_pb2.SessionEvent(speech=agent_pb2.SpeechActivity(speaking=True,
                                                                                       at_ms=event.start_ms)))
@@ -408,12 +451,9 @@ class LiveSession:
                 await self._cancel(preempted, "preempted", notify=False)
             if self.turn is not None and self.turn.audible(now) and event.voiced_ms < self._barge_in_ms:
                 return  # a short sound over the agent (no barge-in): a backchannel, not a turn
-            audio = np.clip(event.audio * 32768.0, -32768, 32767).astype(np.int16)
-            turn = LiveTurn(turn_id=new_turn_id(), trigger="max_turn" if event.reason == "max_turn" else "speech",
-                            speech_start_ms=event.start_ms, speech_end_ms=event.end_ms, audio=audio,
-                            audio_start_ms=event.at_ms - audio.size * 1000 / SAMPLE_RATE, decided_wall=now,
-                            decided_ms=event.at_ms, speech_end_wall=self._wall_at(event.end_ms))
-            self._join_carry(turn)
+            turn = self._spoken_turn(event.audio, event.audio_start_ms, event.start_ms, event.end_ms,
+                                     trigger="max_turn" if event.reason == "max_turn" else "speech",
+                                     decided_wall=now, decided_ms=event.at_ms)
             self.carry = None
             self._start(turn)
         elif event.kind == "idle" and (self.turn is None or self._done_playing(self.turn)) and not self._ending:
@@ -428,14 +468,11 @@ class LiveSession:
                     and (stop.completion_probability or 0.0) < self.cfg.listening.turn_complete_threshold)
                 or (self.turn is not None and not self._done_playing(self.turn))):
             return  # nothing to gain, or a turn is in flight or playing: this pause decides nothing yet
-        audio = np.clip(self.listener.turn_audio() * 32768.0, -32768, 32767).astype(np.int16)
-        if audio.size == 0:
+        audio, start_ms = self.listener.turn_audio(), self.listener.turn_start_ms
+        if audio.size == 0 or start_ms is None:
             return
-        turn = LiveTurn(turn_id=new_turn_id(), trigger="speech", preemptive=True, held=[],
-                        speech_start_ms=self._turn_speech_ms, speech_end_ms=stop.end_ms, audio=audio,
-                        audio_start_ms=self.listener.position_ms - audio.size * 1000 / SAMPLE_RATE,
-                        speech_end_wall=self._wall_at(stop.end_ms))
-        self._join_carry(turn)
+        turn = self._spoken_turn(audio, self.listener.position_ms - audio.size * 1000 / SAMPLE_RATE, start_ms,
+                                 stop.end_ms, trigger="speech", preemptive=True, held=[])
         context, turn.history_turns = self.memory.context(self.live.history_turns, self.live.history_chars)
         self.preempted = turn
         self.preemptive_starts += 1
@@ -453,7 +490,20 @@ class LiveSession:
         held, turn.held = turn.held or [], None
         for event in held:
             self.out.put_nowait(event)
+        if turn.done is not None:
+            self._remember_done(turn)
         turn.task.add_done_callback(lambda _: self._next())
+
+    def _spoken_turn(self, audio: np.ndarray, audio_start_ms: float, speech_start_ms: float, speech_end_ms: float,
+                     **fields) -> LiveTurn:
+        """A turn of the user's speech (16 kHz float audio from `audio_start_ms`), joined to a cancelled turn's
+        words that the user went on from."""
+        pcm = np.clip(audio * 32768.0, -32768, 32767).astype(np.int16)
+        turn = LiveTurn(turn_id=new_turn_id(), speech_start_ms=speech_start_ms, speech_end_ms=speech_end_ms,
+                        audio=pcm, audio_start_ms=audio_start_ms, speech_end_wall=self._wall_at(speech_end_ms),
+                        **fields)
+        self._join_carry(turn)
+        return turn
 
     def _join_carry(self, turn: LiveTurn) -> None:
         """The user went on after a turn had started (it was cancelled): this turn holds both parts."""
@@ -607,6 +657,7 @@ class LiveSession:
                 elif which == "done":
                     turn.done = event.done
                     turn.feeling = _first_sentence(event.done.ecot.emotion_analysis)
+                    self._remember_done(turn)  # before the client sees `done`: its next turn must see this one
                 put(agent_pb2.SessionEvent(turn=event))
         except (TurnFailed, MediaError) as exc:
             # The turn is lost, the session goes on. TurnFailed was already sent as the turn's error event.
@@ -620,7 +671,13 @@ class LiveSession:
             with contextlib.suppress(Exception):
                 await events.aclose()
         self._last_first_audio_ms = (turn.first_audio_wall - turn.decided_wall) * 1000 if turn.first_audio_wall else 0
-        self._remember(turn, turn.response.strip(), interrupted=False)
+        self._remember_done(turn)
+
+    def _remember_done(self, turn: LiveTurn) -> None:
+        """Remember an answered turn, unless its end is not decided yet (`_confirm` does it then): a preemptive
+        turn that the user goes on over never happened."""
+        if turn.held is None and turn.remembered is None:
+            self._remember(turn, turn.response.strip(), interrupted=False)
 
     async def _ack(self, turn: LiveTurn) -> None:
         """Send the quick acknowledgement if one fits (see LiveConfig for when it is skipped)."""

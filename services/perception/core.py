@@ -139,6 +139,16 @@ class PerceptionCore:
         self.prosody.measure(tone, 16000)
         self.face.observe([(0.0, np.zeros((120, 160, 3), dtype=np.uint8))])
 
+    def transcribe_provisional(self, audio: np.ndarray, sample_rate: int) -> pb.Transcript:
+        """The words so far of speech still going on (no word timings, no translation): a live turn's
+        provisional transcript."""
+        if sample_rate != 16000:
+            import librosa
+
+            audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=16000)
+        asr = self.asr.transcribe(audio.astype(np.float32), 16000, provisional=True)
+        return pb.Transcript(text=asr.text, language=asr.language, language_probability=asr.language_probability)
+
     def decode(self, path: str | None, data: bytes | None) -> DecodedMedia:
         """Audio and frames of a clip (used by tests and tools; `perceive` overlaps the two)."""
         face = self.cfg.perception.face

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 
 import grpc
+import numpy as np
 
-from emoomni.core.bus import Bus, Kind, subject
+from emoomni.core.bus import TRANSCRIBE, Bus, Kind, subject
 from emoomni.core.media import MediaError
 from emoomni.core.service import StageService, error_message, now_ns, run_with_deadline, stage_deadline
 from emoomni.services.perception.core import PerceptionCore
@@ -27,6 +28,7 @@ class PerceptionService(StageService, perception_pb2_grpc.PerceptionServicer):
         self.bus = bus
         await bus.worker(Kind.REQUEST, "perception",
                          self.job_handler("perception", bus_pb2.TurnRequest.FromString, self._on_request))
+        await bus.answer(TRANSCRIBE, "perception", bus_pb2.TranscribeRequest, self._transcribe)
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         perception_pb2_grpc.add_PerceptionServicer_to_server(self, server)
@@ -37,6 +39,22 @@ class PerceptionService(StageService, perception_pb2_grpc.PerceptionServicer):
         async with self._busy:
             return await run_with_deadline(asyncio.to_thread(self.core.perceive, path, data, face_optional),
                                            seconds, "perception")
+
+    async def _transcribe(self, request: bus_pb2.TranscribeRequest) -> bus_pb2.TranscribeReply:
+        """A live turn's provisional transcript. Best effort: never makes a turn's perception wait behind it."""
+        if self._busy.locked():
+            return bus_pb2.TranscribeReply(busy=True)
+        if not request.pcm16 or len(request.pcm16) % 2 or not 8000 <= request.sample_rate <= 48000:
+            return bus_pb2.TranscribeReply(error="expected PCM16 mono audio at 8-48 kHz")
+        audio = np.frombuffer(request.pcm16, dtype=np.int16).astype(np.float32) / 32768.0
+        async with self._busy:
+            with self.tracer.start_as_current_span("perception.transcribe_provisional"):
+                try:
+                    transcript = await asyncio.to_thread(self.core.transcribe_provisional, audio,
+                                                         request.sample_rate)
+                except Exception as exc:  # a model error on one draft must not reach the turn
+                    return bus_pb2.TranscribeReply(error=error_message(exc))
+        return bus_pb2.TranscribeReply(transcript=transcript)
 
     async def _on_request(self, turn_id: str, job: bus_pb2.TurnRequest) -> None:
         start = now_ns()

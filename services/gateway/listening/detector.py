@@ -200,6 +200,16 @@ class TurnDetector:
         return self._turn_start is not None
 
     @property
+    def turn_start_ms(self) -> float | None:
+        """Where the open turn's first speech began (None when no turn is open)."""
+        return None if self._turn_start is None else _ms(self._turn_start)
+
+    @property
+    def turn_audio_ms(self) -> float:
+        """How long `turn_audio()` is (0 when no turn is open)."""
+        return _ms(self._position - self._audio_start) if self._turn_start is not None else 0.0
+
+    @property
     def speech_ms(self) -> float:
         """Speech in the current segment so far (0 when the user is not speaking): what barge-in is measured by,
         so a cough or an "mm-hm" stays below a few hundred ms."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import grpc
 import numpy as np
@@ -267,6 +268,13 @@ def test_cli_live_holds_a_two_turn_conversation(stack, shared_media, tmp_path):
     assert len(answered) >= 2 and answered[-1]["history_turns"] >= 1, json.dumps(session, ensure_ascii=False)
     for turn in answered:
         assert turn["ecot"]["emotion_analysis"] and turn["instruction"] and turn["timings_ms"]["voice_to_voice"] > 0
+    # While the user spoke, provisional transcripts of the speech so far came; the English one ends in words of
+    # the final transcript (the draft is of a prefix of the same speech).
+    english = answered[0]
+    assert english["provisional_transcripts"], json.dumps(session, ensure_ascii=False)
+    final_words = set(re.findall(r"[a-z']+", english["user_transcript"].lower()))
+    draft_words = set(re.findall(r"[a-z']+", " ".join(english["provisional_transcripts"]).lower()))
+    assert len(final_words & draft_words) >= 2, json.dumps(english, ensure_ascii=False)
     audio, rate = sf.read(tmp_path / "session.wav", dtype="int16")
     assert rate == RATE and audio.ndim == 2 and audio.shape[1] == 2
     user, agent = np.abs(audio[:, 0]).astype(float), np.abs(audio[:, 1]).astype(float)

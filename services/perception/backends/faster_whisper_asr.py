@@ -78,11 +78,12 @@ class FasterWhisperAsr:
         self.model = _encode_once_model()(model_dir, device="cpu", compute_type=cfg.compute_type,
                                           cpu_threads=cfg.cpu_threads)
 
-    def transcribe(self, audio: np.ndarray, sample_rate: int) -> AsrResult:
+    def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False) -> AsrResult:
         assert sample_rate == 16000, "faster-whisper expects 16 kHz audio"
         self.model._last_key = b""  # never reuse an encoding across calls (only within this one)
         segments, info = self.model.transcribe(
-            audio, beam_size=self.cfg.beam_size, word_timestamps=True, vad_filter=False,
+            audio, beam_size=1 if provisional else self.cfg.beam_size, word_timestamps=not provisional,
+            vad_filter=False,
             condition_on_previous_text=False, without_timestamps=False)
         words: list[WordTiming] = []
         texts: list[str] = []
@@ -93,7 +94,7 @@ class FasterWhisperAsr:
                                         probability=w.probability))
         joiner = "" if info.language in ("zh", "ja", "yue") else " "
         translation = ""
-        if self.cfg.translate_to_english and info.language != "en" and texts:
+        if self.cfg.translate_to_english and info.language != "en" and texts and not provisional:
             # Same audio, so the encoder output is reused: only the decoder runs again (~0.3-0.6 s here).
             # One greedy pass, capped: no temperature fallback, which can loop for many seconds on short clips.
             parts, _ = self.model.transcribe(audio, task="translate", language=info.language,

@@ -51,7 +51,10 @@ class ProsodyResult(BaseModel):
 
 
 class AsrBackend(Protocol):
-    def transcribe(self, audio: np.ndarray, sample_rate: int) -> AsrResult: ...
+    def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False) -> AsrResult:
+        """`provisional`: the words of speech still going on, fast (a backend may skip the word timings and the
+        English translation)."""
+        ...
 
 
 class FaceBackend(Protocol):

@@ -17,7 +17,8 @@ class TritonAsr:
         self.model = triton.asr_model
         self.client = connect(triton.url, self.model, wait_s=max(triton.timeout_s, 60.0))
 
-    def transcribe(self, audio: np.ndarray, sample_rate: int) -> AsrResult:
+    def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False) -> AsrResult:
+        """`provisional` changes nothing here: the Triton model always gives words and the translation."""
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException
 

@@ -1,7 +1,8 @@
 // The EmoOmni web demo: camera and microphone to a live session over a WebSocket, the agent's thinking, voice and
 // timings back. Wire format: emoomni/apps/web/server.py. State for scripts and tests: document.body.dataset.state
 // (idle|listening|thinking|speaking), .playedMs (agent audio played), .micMs (microphone audio captured),
-// .interrupted (turns interrupted), .sessionId.
+// .interrupted (turns interrupted), .sessionId, .turnsInFlight (ids, space-separated), .converseBusy,
+// .provisional (provisional transcripts received).
 import { Microphone, Speaker } from './audio.js';
 
 const $ = (id) => document.getElementById(id);
@@ -31,19 +32,25 @@ function say(message, level = 'info') {
   $('status').dataset.level = level;
 }
 
-function inFlight() {
-  for (const turn of app.turns.values()) {
-    if (turn.live && !turn.done && !turn.interrupted && !turn.error) return true;
+// Live turns of the current stream still waiting for their reply. A turn of an earlier stream (before a reconnect)
+// never finishes: the gateway that had it is gone or has forgotten it, so it is marked lost instead (onStatus).
+function turnsInFlight() {
+  const ids = [];
+  for (const [turnId, turn] of app.turns) {
+    if (turn.live && turn.epoch === app.epoch && !turn.done && !turn.interrupted && !turn.error) ids.push(turnId);
   }
-  return false;
+  return ids;
 }
 
 function updateState() {
   const playing = app.speaker ? app.speaker.playing() : false;
   let state = 'idle';
+  const waiting = turnsInFlight();
   if ((app.running && app.live) || app.converseBusy || playing) {
-    state = playing ? 'speaking' : (inFlight() || app.converseBusy ? 'thinking' : 'listening');
+    state = playing ? 'speaking' : (waiting.length || app.converseBusy ? 'thinking' : 'listening');
   }
+  document.body.dataset.turnsInFlight = waiting.join(' ');
+  document.body.dataset.converseBusy = String(app.converseBusy);
   if (document.body.dataset.state !== state) {
     document.body.dataset.state = state;
     $('state-text').textContent = STATE_WORDS[state];
@@ -180,6 +187,22 @@ function onLatency(latency) {
   if (old) old.replaceWith(item); else $('latency').append(item);
 }
 
+// The words of the user's speech so far (provisional transcripts), shown until the turn starts with its own.
+function hearing(text) {
+  let line = $('hearing');
+  if (!text) {
+    if (line) line.remove();
+    return;
+  }
+  if (!line) {
+    line = document.createElement('li');
+    line.id = 'hearing';
+    line.innerHTML = '<p class="user"><span class="who">You (so far):</span> <span class="said"></span></p>';
+    $('transcript').append(line);
+  }
+  line.querySelector('.said').textContent = text;
+}
+
 function setUserSpeaking(on) {
   $('user-speaking').dataset.on = String(on);
   $('user-speaking').querySelector('span').textContent = on ? 'speaking' : 'quiet';
@@ -189,11 +212,21 @@ function onSessionEvent(event) {
   if (event.speech) {
     setUserSpeaking(Boolean(event.speech.speaking));
   } else if (event.turn_started) {
+    hearing('');
     const turn = turnFor(event.turn_started.turn_id);
     if (event.turn_started.trigger === 'text') turn.item.querySelector('.user .said').textContent = app.typed;
     showTurn(event.turn_started.turn_id);
+  } else if (event.transcript?.provisional && event.transcript.turn_id) {
+    // The words came after the speech became a turn, before its final transcript: shown in the turn's line.
+    const turn = turnFor(event.transcript.turn_id);
+    if (!turn.heard) turn.item.querySelector('.user .said').textContent = `${event.transcript.text || ''} …`;
+    document.body.dataset.provisional = String(Number(document.body.dataset.provisional || 0) + 1);
+  } else if (event.transcript?.provisional) {
+    hearing(event.transcript.text || '');
+    document.body.dataset.provisional = String(Number(document.body.dataset.provisional || 0) + 1);
   } else if (event.transcript) {
     const turn = turnFor(event.transcript.turn_id);
+    turn.heard = true;
     turn.item.querySelector('.user .said').textContent = event.transcript.text || '(no words heard)';
   } else if (event.ack) {
     const turn = turnFor(event.ack.turn_id);
@@ -277,6 +310,11 @@ function onStatus(status) {
   setUserSpeaking(false); // a new or lost session: the last speech report no longer holds
   if (status.code === 'live') {
     app.live = true;
+    for (const turnId of turnsInFlight()) {
+      const turn = app.turns.get(turnId);
+      turn.error = 'lost with the connection';
+      note(turn, 'this turn was lost with the connection; say it again');
+    }
     app.epoch += 1; // a new stream: the gateway knows none of the earlier turns, so they are reported no more
     for (const audio of app.early || []) send(AUDIO, audio);
     app.early = null;

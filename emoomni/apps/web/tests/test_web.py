@@ -164,8 +164,18 @@ def wait(driver, check, timeout_s: float, what: str, every_s: float = 0.1):
         if value:
             return value
         time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; status: {status(driver)!r}, "
-                         f"state: {page(driver, 'state')!r}")
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; {diagnosis(driver)}")
+
+
+def diagnosis(driver) -> str:
+    """What the page shows and holds, for a failure message: status, state, turns in flight and the transcript."""
+    turns = driver.execute_script(
+        "return [...document.querySelectorAll('#transcript li')].map((li) => [li.dataset.turnId, "
+        "li.dataset.done || '', li.dataset.interrupted || '', li.dataset.clip || '', li.innerText.slice(0, 160)])")
+    muted = driver.find_element("id", "mute").get_attribute("aria-pressed")
+    return (f"status: {status(driver)!r}, state: {page(driver, 'state')!r}, in flight: "
+            f"{page(driver, 'turnsInFlight')!r}, converse busy: {page(driver, 'converseBusy')!r}, muted: {muted}, "
+            f"played ms: {page(driver, 'playedMs')}, transcript: {turns!r}")
 
 
 def phase_ms(driver, period_ms: float) -> float:
@@ -236,6 +246,7 @@ def test_a_spoken_turn_fills_the_page_and_its_reply_is_played(browser, web, fake
     for part in ("emotion", "intent", "strategy", "reply", "instruction"):
         assert text(browser, part), f"#{part} is empty"
     assert float(page(browser, "playedMs")) > 1000, "the reply's audio was not played"
+    assert int(page(browser, "provisional") or 0) >= 1, "no provisional transcript while the user spoke"
     assert "voice to voice" in text(browser, "latency")
     browser.save_screenshot(str(Path(os.environ.get("EMOOMNI_SCREENSHOT_DIR", "/tmp")) / "web-demo.png"))
     if os.environ.get("EMOOMNI_UPDATE_SCREENSHOT"):
@@ -289,12 +300,15 @@ def test_lost_connections_are_told_and_the_page_recovers(browser, web, stack):
     assert "EmoOmni stack" in status(browser) and page(browser, "state") == "idle"
     wait(browser, lambda: page(browser, "status") == "live", 90, "the page to come back with the stack")
     assert page(browser, "sessionId") == session, "the conversation is remembered across the gateway's restart"
+    wait(browser, lambda: page(browser, "state") == "listening", 30, "the page to listen again")
 
 
 def test_an_uploaded_clip_is_answered_through_converse(browser, web, shared_media):
+    played_before = float(page(browser, "playedMs") or 0)
     browser.find_element("id", "clip").send_keys(str(shared_media / ENGLISH))
     browser.find_element("id", "send-clip").click()
     done = f"#transcript li[data-done='true'][data-clip='{ENGLISH}']"
     item = wait(browser, lambda: browser.find_elements("css selector", done), 150, "the clip's turn")[0]
     assert "burial record" in item.text.lower() and item.find_element("css selector", ".agent .said").text
     wait(browser, lambda: page(browser, "state") in ("listening", "idle"), 60, "the clip's reply to be played")
+    assert float(page(browser, "playedMs")) > played_before + 1000, diagnosis(browser)
