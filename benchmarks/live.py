@@ -59,6 +59,8 @@ def main() -> int:
     parser.add_argument("--gap", type=float, default=2.0)
     parser.add_argument("--preemptive", choices=["off", "complete", "always"], default=None,
                         help="live.preemptive for this run (default: the config's)")
+    parser.add_argument("--provisional-ms", type=float, default=None,
+                        help="live.provisional_every_ms for this run (0 = no provisional transcripts)")
     parser.add_argument("--parts", default="long,barge,concurrent", help="which parts to run, comma-separated")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "live.json"))
     args = parser.parse_args()
@@ -68,8 +70,13 @@ def main() -> int:
     clips = [load_clip(MEDIA / name, cfg, fps=2.0, video=True) for name in CLIPS]
     report: dict = {"date": datetime.now(UTC).isoformat(timespec="minutes"), "machine": platform.machine(),
                     "cpus": os.cpu_count(), "load_before": os.getloadavg()}
-    config = {"live": {"preemptive": args.preemptive}} if args.preemptive else None
+    live = {"preemptive": args.preemptive} if args.preemptive else {}
+    if args.provisional_ms is not None:
+        live["provisional_every_ms"] = args.provisional_ms
+    config = {"live": live} if live else None
     report["preemptive"] = args.preemptive or cfg.live.preemptive
+    report["provisional_every_ms"] = cfg.live.provisional_every_ms if args.provisional_ms is None else \
+        args.provisional_ms
     with running_stack(config=config) as (addrs, _):
         gateway = addrs["gateway"]
         if "long" in parts:
@@ -104,6 +111,7 @@ def long_session(gateway: str, clips, args) -> dict:
         "end_of_turn_ms": figures([t["timings_ms"]["end_of_turn"] for t in turns]),
         "first_audio_after_decision_ms": figures([t["timings_ms"]["first_audio"] for t in turns]),
         "acks": sum(1 for t in turns if t["ack"]),
+        "turns_with_provisional_transcripts": sum(1 for t in turns if t["provisional_transcripts"]),
         "preemptive_turns": sum(1 for t in turns if t["preemptive"]),
         "preemptive_starts": ended.preemptive_starts if ended else None,
         "preemptive_cancelled": ended.preemptive_cancelled if ended else None,

@@ -29,7 +29,8 @@ from google.protobuf.message import Message
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
-from nats.js.api import ObjectStoreConfig
+from nats.js.api import KeyValueConfig, ObjectStoreConfig
+from nats.js.errors import BucketNotFoundError
 from opentelemetry import trace
 
 from emoomni.core.telemetry import context_from, headers_with_trace
@@ -272,6 +273,14 @@ class Bus:
             return True
         except Exception:
             return False
+
+    async def key_value(self, bucket: str, ttl_s: int):
+        """A JetStream key-value bucket that keeps the latest value per key (created on first use)."""
+        js = self.nc.jetstream()
+        try:
+            return await js.key_value(bucket)
+        except BucketNotFoundError:
+            return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, ttl=float(ttl_s)))
 
     async def media_store(self, bucket: str, ttl_s: int):
         """The JetStream object store where uploaded clips wait for perception (created on first use)."""

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import KeyNotFoundError
 from pydantic import BaseModel, Field
 
 from emoomni.core.bus import Bus
@@ -97,12 +96,7 @@ class SessionStore:
 
     async def _store(self):
         if self._kv is None:
-            js = self.bus.nc.jetstream()
-            try:
-                self._kv = await js.key_value(self.bucket)
-            except BucketNotFoundError:
-                self._kv = await js.create_key_value(KeyValueConfig(bucket=self.bucket, history=1,
-                                                                    ttl=float(self.ttl_s)))
+            self._kv = await self.bus.key_value(self.bucket, self.ttl_s)
         return self._kv
 
     async def load(self, session_id: str) -> SessionMemory | None:

@@ -27,11 +27,16 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def stack():
+def running():
     config = {"live": {"history_turns": 4, "preemptive": "always"},
               "listening": {"idle_s": 20.0, "max_turn_s": 12.0}}
-    with running_stack(config=config) as (addrs, _):
-        yield addrs["gateway"]
+    with running_stack(config=config) as (addrs, nats_url):
+        yield addrs, nats_url
+
+
+@pytest.fixture(scope="module")
+def stack(running):
+    return running[0]["gateway"]
 
 
 @pytest.fixture(scope="module")
@@ -305,3 +310,26 @@ def test_a_typed_message_is_answered_like_speech(stack):
         session.end()
     assert seen["trigger"] == "text" and "driving test" in seen["transcript"] and seen["reply"] and seen["audio"]
     assert "empty text" in error.error.message
+
+
+def test_the_provisional_transcribe_subject_answers_and_refuses_bad_audio(running, clips):
+    """What the gateway asks while the user speaks (emoomni.v1.perception.transcribe), straight on the bus."""
+    from emoomni.core.bus import TRANSCRIBE, Bus
+    from emoomni.v1 import bus_pb2
+
+    speech = clips[ENGLISH].audio[: RATE * 3]
+
+    async def ask(pcm16: bytes, rate: int = RATE) -> bus_pb2.TranscribeReply:
+        bus = await Bus.connect(running[1], "test-transcribe")
+        try:
+            request = bus_pb2.TranscribeRequest(pcm16=pcm16, sample_rate=rate)
+            return await bus.ask(TRANSCRIBE, request, bus_pb2.TranscribeReply, timeout_s=60)
+        finally:
+            await bus.close()
+
+    for bad, rate in ((b"", RATE), (b"\x00\x01\x02", RATE), (speech.tobytes(), 4000)):
+        reply = asyncio.run(ask(bad, rate))
+        assert reply.error and not reply.transcript.text, reply
+    reply = asyncio.run(ask(speech.tobytes()))
+    assert not reply.error and reply.transcript.language == "en", reply
+    assert reply.transcript.text.lower().startswith("i think i just found"), reply
