@@ -441,6 +441,10 @@ class LiveConfig(_Strict):
     """NATS key-value bucket that keeps each session's memory, so another gateway replica can resume it."""
     store_ttl_s: int = 7 * 24 * 3600
     """How long a session's memory is kept after its last turn."""
+    lock_bucket: str = Field(default="emoomni_session_locks", pattern=r"^[A-Za-z0-9_-]+$")
+    """NATS key-value bucket that says which gateway replica holds each live session (one holder at a time)."""
+    lock_ttl_s: float = Field(default=10.0, ge=2.0, le=300.0)
+    """A replica renews its sessions' locks every third of this; one that dies frees them after this long."""
 
 
 class StackConfig(BaseSettings):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from pydantic import BaseModel, Field
 
 from emoomni.core.bus import Bus
@@ -113,3 +115,42 @@ class SessionStore:
         except Exception:
             self._kv = None
             log.warning("session %s: memory not saved to the store", memory.session_id, exc_info=True)
+
+
+class SessionLocks:
+    """Which gateway replica holds each live session, in a NATS key-value bucket whose entries expire after
+    `ttl_s`: the holder renews its entry while the session lives, so a replica that dies frees its sessions
+    within `ttl_s` and another replica may then resume them."""
+
+    def __init__(self, bus: Bus, bucket: str, ttl_s: float, holder: str):
+        self.bus, self.bucket, self.ttl_s, self.holder = bus, bucket, ttl_s, holder
+        self._kv = None
+
+    async def _store(self):
+        if self._kv is None:
+            self._kv = await self.bus.key_value(self.bucket, self.ttl_s)
+        return self._kv
+
+    async def claim(self, session_id: str) -> asyncio.Task | None:
+        """Hold the session until the returned task is cancelled; None when another replica holds it. Best
+        effort like the memory: with the bus out, the session goes on unlocked (and a warning is logged)."""
+        try:
+            kv = await self._store()
+            revision = await kv.create(session_id, self.holder.encode())
+        except KeyWrongLastSequenceError:
+            return None
+        except Exception:
+            self._kv = None
+            log.warning("session %s: not locked (the lock store is unreachable)", session_id, exc_info=True)
+            return asyncio.create_task(asyncio.sleep(float("inf")))
+        return asyncio.create_task(self._hold(kv, session_id, revision))
+
+    async def _hold(self, kv, session_id: str, revision: int) -> None:
+        try:
+            while True:
+                await asyncio.sleep(self.ttl_s / 3)
+                with contextlib.suppress(Exception):  # a bus outage: renewed at the next beat, or it lapses
+                    revision = await kv.update(session_id, self.holder.encode(), last=revision)
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(kv.delete(session_id))

@@ -17,6 +17,8 @@ import asyncio
 import bisect
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -40,7 +42,7 @@ from emoomni.services.gateway.listening import (
     TurnEnded,
     load_models,
 )
-from emoomni.services.gateway.memory import RememberedTurn, SessionMemory, SessionStore
+from emoomni.services.gateway.memory import RememberedTurn, SessionLocks, SessionMemory, SessionStore
 from emoomni.services.gateway.turn_clip import SAMPLE_RATE, turn_clip
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, reasoning_pb2
 
@@ -133,10 +135,11 @@ class LiveTurn:
 class LiveSession:
     """One session's state machine. `run(inputs)` yields the events for the client."""
 
-    def __init__(self, cfg: StackConfig, gateway: GatewayCore, store: SessionStore, acks: AckBank,
-                 active: dict[str, LiveSession], models: ListeningModels):
+    def __init__(self, cfg: StackConfig, gateway: GatewayCore, store: SessionStore, locks: SessionLocks,
+                 acks: AckBank, active: dict[str, LiveSession], models: ListeningModels):
         self.cfg, self.live, self.models = cfg, cfg.live, models
-        self.gateway, self.store, self.acks, self.active = gateway, store, acks, active
+        self.gateway, self.store, self.locks, self.acks, self.active = gateway, store, locks, acks, active
+        self._lock: asyncio.Task | None = None  # holds the session's lock across replicas while it lives
         self.tracer = gateway.tracer
         self.out: asyncio.Queue = asyncio.Queue()
         self.inbox: asyncio.Queue = asyncio.Queue(maxsize=2000)  # ~40 s of 20 ms frames, then back-pressure
@@ -184,7 +187,7 @@ class LiveSession:
                 yield event
             await self._await_half_close(receiver, reader)
         finally:
-            for task in (receiver, reader, self._draft_task):
+            for task in (receiver, reader, self._draft_task, self._lock):
                 if task is None:
                     continue
                 task.cancel()
@@ -241,22 +244,39 @@ class LiveSession:
         session_id = options.resume_id or options.session_id or new_turn_id()
         if session_id in self.active:
             raise SessionError("ALREADY_EXISTS", f"session {session_id} is already live on this gateway")
-        if options.resume_id:
-            memory = await self.store.load(options.resume_id)
-            if memory is None:
-                raise SessionError("NOT_FOUND", f"no remembered session {options.resume_id} to resume")
-            memory.persona = options.persona or memory.persona
-        else:
-            if await self.store.load(session_id) is not None:
-                raise SessionError("ALREADY_EXISTS", f"session id {session_id} was used before; resume it with "
-                                   "resume_id or choose a new id")
-            memory = SessionMemory(session_id=session_id, persona=options.persona)
+        self._lock = await self.locks.claim(session_id)
+        if self._lock is None:
+            raise SessionError("ALREADY_EXISTS", f"session {session_id} is live on another gateway replica (one that "
+                               f"died frees it within {self.live.lock_ttl_s:.0f} s)")
+        try:
+            memory = await self._memory_for(options, session_id)
+        except BaseException:
+            self._lock.cancel()
+            with contextlib.suppress(BaseException):
+                await self._lock
+            raise
         self.session_id, self.options, self.memory = session_id, options, memory
         self.active[session_id] = self
         self.listener = TurnDetector(self.models, options.sample_rate, self.cfg.listening)
         if self.live.ack and not options.no_ack:
             for language in [options.language] if options.language else ["en", "zh"]:
                 self.acks.prepare(options.talker, language)
+
+    async def _memory_for(self, options: agent_pb2.SessionConfig, session_id: str) -> SessionMemory:
+        """The remembered conversation to resume, or a new one (kept in the store at once, so that the id is
+        known as used to every replica)."""
+        if options.resume_id:
+            memory = await self.store.load(options.resume_id)
+            if memory is None:
+                raise SessionError("NOT_FOUND", f"no remembered session {options.resume_id} to resume")
+            memory.persona = options.persona or memory.persona
+            return memory
+        if await self.store.load(session_id) is not None:
+            raise SessionError("ALREADY_EXISTS", f"session id {session_id} was used before; resume it with "
+                               "resume_id or choose a new id")
+        memory = SessionMemory(session_id=session_id, persona=options.persona)
+        await self.store.save(memory)
+        return memory
 
     async def _receive(self, iterator) -> None:
         """Take messages off the stream as they come, stamped with their arrival (the reader may lag behind while
@@ -756,6 +776,8 @@ class LiveSessions:
     def __init__(self, cfg: StackConfig, gateway: GatewayCore, models: ListeningModels | None = None):
         self.cfg, self.gateway = cfg, gateway
         self.store = SessionStore(gateway.bus, cfg.live.store_bucket, cfg.live.store_ttl_s)
+        self.locks = SessionLocks(gateway.bus, cfg.live.lock_bucket, cfg.live.lock_ttl_s,
+                                  holder=f"{socket.gethostname()}:{os.getpid()}")
         self.acks = AckBank(gateway.bus)
         self.active: dict[str, LiveSession] = {}
         self.models = models
@@ -769,7 +791,7 @@ class LiveSessions:
         """A new session over `inputs`; raises SessionError for what ends it with a status."""
         if self.models is None:
             await asyncio.to_thread(self.load)
-        session = LiveSession(self.cfg, self.gateway, self.store, self.acks, self.active, self.models)
+        session = LiveSession(self.cfg, self.gateway, self.store, self.locks, self.acks, self.active, self.models)
         async for event in session.run(inputs):
             yield event
 
