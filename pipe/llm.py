@@ -10,6 +10,7 @@ $EMOOMNI_PIPE_LLM_KEY (else $OPENAI_API_KEY), never from a file or the command l
 
 from __future__ import annotations
 
+import json
 import os
 
 from pydantic import BaseModel, ValidationError
@@ -93,9 +94,9 @@ class PipeLLM:
             model=oc.model, temperature=0.0, max_tokens=max_tokens, response_format=response_format,
             messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
         text = reply.choices[0].message.content or ""
-        try:
-            return schema.model_validate_json(text)
-        except ValidationError as exc:
+        try:  # raw newlines inside strings (grammar-constrained servers let them through) are read as they are
+            return schema.model_validate(json.loads(text, strict=False))
+        except (ValueError, ValidationError) as exc:
             raise BadVerdict(f"the LLM's verdict is not the JSON asked for: {text[:160]!r}") from exc
 
     def yes(self, system: str, user: str, question: str) -> bool:

@@ -24,7 +24,10 @@ from emoomni.pipe.config import PipeConfig
 from emoomni.pipe.episode import write_episode
 from emoomni.pipe.executors import LocalExecutor, RayExecutor
 from emoomni.pipe.export import export
+from emoomni.pipe.llm import PipeLLM
 from emoomni.pipe.runner import Pipeline, build_stages
+from emoomni.pipe.stage import LAST_ATTEMPT
+from emoomni.pipe.stages.annotate import CAPTION_FIELDS, CaptionStage
 from emoomni.pipe.stages.dialogue import FilterStage
 from training.common.messages import load_jsonl
 
@@ -216,6 +219,10 @@ def test_semantic_filter_through_an_openai_compatible_endpoint(first_run, episod
         cfg = PipeConfig(llm=url)
         run = Pipeline(cfg, out, LocalExecutor(), stages=[*stages[:6], FilterStage(cfg.dialogue, out, cfg.llm)],
                        progress=False).run([episode_dir])
+        # The same server as a text-only captioner (`--captioner URL`, no media: it cannot see or hear): one clip.
+        captioner = CaptionStage(PipeConfig.model_validate({"caption": {"captioner_media": []}}).caption, out,
+                                 captioner=url)
+        captioned = captioner.run_one({**first_run[0].outputs["clip"][0], LAST_ATTEMPT: False})  # no fallback
     filt = stage(run, "filter")
     assert all(s.done_before == s.items_in for s in run.stages[:6])
     assert filt.ok + sum(filt.dropped.values()) == 1, filt  # a verdict, not a transient failure
@@ -228,6 +235,36 @@ def test_semantic_filter_through_an_openai_compatible_endpoint(first_run, episod
         (provenance,) = db.execute("SELECT provenance FROM records WHERE stage='filter' AND run_id=?",
                                    (run.run_id,)).fetchone()
     assert json.loads(provenance)["config"]["llm"] == f"openai-compatible:{url}#default"
+    assert captioned.status == "ok", captioned.reason
+    (refined,) = captioned.outputs
+    assert set(refined["captions"]) == set(CAPTION_FIELDS) and all(refined["captions"].values())
+    assert refined["caption_source"] == f"openai-compatible:{url}#default"
+    assert refined["measured_captions"] == first_run[0].outputs["caption"][0]["captions"]
+    assert captioner.config()["captioner"] == f"openai-compatible:{url}#default"
+
+
+def test_captioner_failures_are_retried_then_the_measured_captions_are_kept(first_run, episode_dir):
+    """`--captioner` pointing at an endpoint that is down: the first run leaves each utterance transient (to retry);
+    on its last allowed attempt the measured captions are kept, saying why, and the manifest names the captioner."""
+    _, out, stages, _ = first_run
+    cfg = PipeConfig(max_attempts=2, captioner=f"http://127.0.0.1:{free_port()}/v1#omni")
+    down = CaptionStage(cfg.caption, out, captioner=cfg.captioner)
+    down.asr, down.face, down.prosody = stages[4].asr, stages[4].face, stages[4].prosody  # the loaded models
+    down.captioner, down._ready = PipeLLM(cfg.captioner), True
+    first = Pipeline(cfg, out, LocalExecutor(), stages=[*stages[:4], down], progress=False).run([episode_dir])
+    caption = stage(first, "caption")
+    assert caption.ok == 0 and sum(caption.transient.values()) == 4 and "Connection" in next(iter(caption.transient))
+    second = Pipeline(cfg, out, LocalExecutor(), stages=[*stages[:4], down], progress=False).run([episode_dir])
+    caption = stage(second, "caption")
+    assert caption.ok == 4 and caption.done_before == 0
+    measured = {u["id"]: u["captions"] for u in first_run[0].outputs["caption"]}
+    for u in second.outputs["caption"]:
+        assert u["captions"] == measured[u["id"]] and u["caption_source"].startswith("measured cues")
+        assert "Connection" in u["captioner_error"]
+    with sqlite3.connect(out / "manifest.sqlite") as db:
+        rows = db.execute("SELECT provenance FROM records WHERE stage='caption' AND run_id=?", (second.run_id,))
+        assert {json.loads(p)["config"]["captioner"] for (p,) in rows} == {cfg.captioner.replace(
+            "http", "openai-compatible:http")}
 
 
 @pytest.mark.slow
