@@ -21,7 +21,9 @@ class PipeCommand(Command):
         parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
                             help="video files, or folders searched for them")
         parser.add_argument("--out", required=True, metavar="DIR", help="output folder (manifest, clips, JSONL)")
-        parser.add_argument("--config", metavar="PIPE.yaml", help="pipeline settings (docs/pipe.md, Config)")
+        # Its own dest: `args.config` is the stack config (`emoomni --config STACK pipe ...`), which main() loads.
+        parser.add_argument("--config", dest="pipe_config", metavar="PIPE.yaml",
+                            help="pipeline settings (docs/pipe.md, Config)")
         parser.add_argument("--executor", choices=["local", "ray"], default="local")
         parser.add_argument("--workers", type=int, default=1, help="worker processes (local) or actors per stage (ray)")
         parser.add_argument("--ray-address", metavar="ADDR", help="join a running Ray cluster (default: start one)")
@@ -44,7 +46,7 @@ class PipeCommand(Command):
 
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         try:
-            pipe_cfg = PipeConfig.load(args.config)
+            pipe_cfg = PipeConfig.load(args.pipe_config)
             if args.llm is not None:
                 pipe_cfg = pipe_cfg.model_copy(update={"llm": args.llm})
             if args.captioner is not None:

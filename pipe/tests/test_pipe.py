@@ -322,3 +322,15 @@ def test_ray_executor_gives_the_records_of_the_local_one(tmp_path, episode_dir, 
     keys = ("id", "speaker", "language", "text", "start_s", "end_s")
     assert [{k: u[k] for k in keys} for u in ray_run.outputs["diarize"]] == \
         [{k: u[k] for k in keys} for u in summary.outputs["diarize"]]
+
+
+def test_pipe_config_and_stack_config_are_separate_options():
+    """`emoomni --config STACK pipe --config PIPE.yaml`: each goes where it belongs (they once shared one dest, and
+    a pipe config was read as a stack config)."""
+    from emoomni.apps.cli import _parser
+    from emoomni.sdk.commands import discover_commands
+
+    args = _parser(discover_commands()).parse_args(
+        ["--config", "omni", "pipe", "--input", "v.mp4", "--out", "data", "--config", "pipe.yaml",
+         "--captioner", "http://127.0.0.1:8001/v1#omni"])
+    assert (args.config, args.pipe_config, args.captioner) == ("omni", "pipe.yaml", "http://127.0.0.1:8001/v1#omni")
