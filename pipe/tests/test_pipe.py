@@ -325,12 +325,17 @@ def test_ray_executor_gives_the_records_of_the_local_one(tmp_path, episode_dir, 
 
 
 def test_pipe_config_and_stack_config_are_separate_options():
-    """`emoomni --config STACK pipe --config PIPE.yaml`: each goes where it belongs (they once shared one dest, and
-    a pipe config was read as a stack config)."""
-    from emoomni.apps.cli import _parser
-    from emoomni.sdk.commands import discover_commands
+    """`emoomni --config STACK pipe --config PIPE.yaml`: the pipe's option has its own dest, so it never replaces the
+    stack config that `emoomni` reads from `args.config` (they once shared it, and a pipe config was read as a stack
+    config)."""
+    import argparse
 
-    args = _parser(discover_commands()).parse_args(
-        ["--config", "omni", "pipe", "--input", "v.mp4", "--out", "data", "--config", "pipe.yaml",
-         "--captioner", "http://127.0.0.1:8001/v1#omni"])
+    from emoomni.pipe.cli import PipeCommand
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")  # as `emoomni` declares it
+    sub = parser.add_subparsers(dest="command")
+    PipeCommand().add_arguments(sub.add_parser("pipe"))
+    args = parser.parse_args(["--config", "omni", "pipe", "--input", "v.mp4", "--out", "data", "--config", "pipe.yaml",
+                              "--captioner", "http://127.0.0.1:8001/v1#omni"])
     assert (args.config, args.pipe_config, args.captioner) == ("omni", "pipe.yaml", "http://127.0.0.1:8001/v1#omni")
