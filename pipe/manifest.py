@@ -73,6 +73,11 @@ class Manifest:
             return False
         return record["attempts"] < self.max_attempts
 
+    def attempts_failed(self, stage: str, item_id: str, chain: str) -> int:
+        """How many runs have failed this item transiently so far."""
+        record = self.get(stage, item_id, chain)
+        return record["attempts"] if record and record["status"] == "transient" else 0
+
     def record(self, stage: str, item_id: str, chain: str, result: Result, provenance: dict, run_id: str) -> None:
         previous = self.get(stage, item_id, chain)
         attempts = (previous["attempts"] if previous else 0) + 1

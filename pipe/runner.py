@@ -13,10 +13,11 @@ from pathlib import Path
 from emoomni.core.config import StackConfig
 from emoomni.pipe.config import PipeConfig
 from emoomni.pipe.manifest import Manifest
-from emoomni.pipe.stage import Stage, config_hash, sha256_file
+from emoomni.pipe.stage import LAST_ATTEMPT, Stage, config_hash, sha256_file
 from emoomni.pipe.stages import (
     CaptionStage,
     ClipStage,
+    DenoiseStage,
     DialogueStage,
     DiarizeStage,
     EcotStage,
@@ -46,11 +47,16 @@ def find_inputs(paths: list[str | Path], skip: Path | None = None) -> list[Path]
 
 
 def build_stages(cfg: PipeConfig, out_dir: Path, stack: StackConfig | None = None) -> list[Stage]:
+    """The stages in order; `denoise` only when enabled (so that turning it on re-runs the speech stages, and runs
+    without it keep their manifest keys)."""
     stack, n = stack or StackConfig(), cfg.threads
-    return [IngestStage(cfg.ingest, out_dir), TranscribeStage(cfg.transcribe, out_dir, stack.perception.asr, n),
+    denoise = [DenoiseStage(cfg.denoise, out_dir)] if cfg.denoise.enabled else []
+    return [IngestStage(cfg.ingest, out_dir), *denoise,
+            TranscribeStage(cfg.transcribe, out_dir, stack.perception.asr, n),
             DiarizeStage(cfg.diarize, out_dir, n), ClipStage(cfg.clip, out_dir),
-            CaptionStage(cfg.caption, out_dir, stack.perception, n), DialogueStage(cfg.dialogue, out_dir),
-            FilterStage(cfg.dialogue, out_dir, cfg.llm, n), EcotStage(cfg.ecot, out_dir, cfg.llm, stack.instruction, n)]
+            CaptionStage(cfg.caption, out_dir, stack.perception, n, cfg.captioner),
+            DialogueStage(cfg.dialogue, out_dir), FilterStage(cfg.dialogue, out_dir, cfg.llm, n),
+            EcotStage(cfg.ecot, out_dir, cfg.llm, stack.instruction, n)]
 
 
 @dataclass
@@ -139,7 +145,9 @@ class Pipeline:
                 chain = config_hash([chain, stage.name, config])
                 inputs_now = _group(items, stage.group_by) if stage.group_by else items
                 summary = StageSummary(stage.name, items_in=len(inputs_now))
-                todo = [item for item in inputs_now if manifest.todo(stage.name, item["id"], chain)]
+                todo = [{**item, LAST_ATTEMPT: manifest.attempts_failed(stage.name, item["id"], chain) + 1
+                         >= self.cfg.max_attempts}
+                        for item in inputs_now if manifest.todo(stage.name, item["id"], chain)]
                 summary.done_before = len(inputs_now) - len(todo)
                 bar = None
                 if self.progress and todo:

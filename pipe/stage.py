@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 Status = Literal["ok", "dropped", "transient"]
+LAST_ATTEMPT = "_last_attempt"
 
 
 class Drop(Exception):
@@ -91,8 +92,14 @@ class Stage:
         raise NotImplementedError
 
     def run_one(self, item: dict) -> Result:
-        """`process` with the verdict taken from how it ended, timed. Never raises (but KeyboardInterrupt)."""
+        """`process` with the verdict taken from how it ended, timed. Never raises (but KeyboardInterrupt).
+
+        The runner marks an item's last allowed attempt (`LAST_ATTEMPT`); the mark is taken off before `process` and
+        left in `self.last_attempt`, for stages with a fallback that beats giving up (an item run outside the runner
+        counts as its last attempt)."""
         start = time.perf_counter()
+        item = dict(item)
+        self.last_attempt = bool(item.pop(LAST_ATTEMPT, True))
         try:
             self.ensure_setup()
             result = self.process(item)

@@ -1,6 +1,6 @@
 """Speech stages: transcribe (Silero VAD, then faster-whisper with word timestamps, through the perception service's
-ASR backend) and diarize (resemblyzer voice embeddings clustered into speakers, then consecutive segments of one
-speaker merged into utterances, as the paper does)."""
+ASR backend) and diarize (resemblyzer voice embeddings clustered into speakers over the whole source, then
+consecutive segments of one speaker merged into utterances, as the paper does)."""
 
 from __future__ import annotations
 
@@ -102,10 +102,14 @@ def _join(words: list[dict]) -> str:
 
 
 class DiarizeStage(Stage):
-    """Words -> segments (cut at pauses and language changes) -> speakers -> utterances."""
+    """Words -> segments (cut at pauses and language changes) -> speakers -> utterances.
+
+    One item is every transcribed chunk of one source video (`group_by`), so that the speakers are clustered over the
+    whole source: the same person in two chunks gets the same label."""
 
     name = "diarize"
     resources = Resources(cpus=1)
+    group_by = "video_id"
 
     def __init__(self, settings, out_dir, threads: int = 1):
         super().__init__(settings, out_dir)
@@ -155,34 +159,39 @@ class DiarizeStage(Stage):
 
     def process(self, item: dict) -> Result:
         s = self.settings
-        audio = _read_chunk_audio(self, item)
-        segments = self.segments(item["words"])
+        pieces: list[tuple[dict, list[dict]]] = []  # (chunk, segment) over the whole source, in time order
         embeddings = []
-        for seg in segments:
-            a = int((seg[0]["start_s"] - item["start_s"]) * 16000)
-            b = int((seg[-1]["end_s"] - item["start_s"]) * 16000)
-            piece = audio[max(0, a - 1600):b + 1600]  # 0.1 s either side
-            embeddings.append(self.embed(piece))
+        for chunk in sorted(item["members"], key=lambda c: c["start_s"]):
+            audio = _read_chunk_audio(self, chunk)
+            for seg in self.segments(chunk["words"]):
+                a = int((seg[0]["start_s"] - chunk["start_s"]) * 16000)
+                b = int((seg[-1]["end_s"] - chunk["start_s"]) * 16000)
+                embeddings.append(self.embed(audio[max(0, a - 1600):b + 1600]))  # 0.1 s either side
+                pieces.append((chunk, seg))
+        # One clustering over every chunk of the source: a speaker keeps one label across chunks.
         labels = self.speakers(np.stack(embeddings))
-        # Merge consecutive segments of one speaker (and one language) when the pause between them is short.
-        merged: list[tuple[int, list[dict]]] = []
-        for label, seg in zip(labels, segments, strict=True):
-            if (merged and merged[-1][0] == label and seg[0]["language"] == merged[-1][1][-1]["language"]
-                    and seg[0]["start_s"] - merged[-1][1][-1]["end_s"] < s.merge_gap_s):
-                merged[-1][1].extend(seg)
+        # Merge consecutive segments of one speaker (one language, one chunk) when the pause between them is short.
+        merged: list[tuple[int, dict, list[dict]]] = []
+        for label, (chunk, seg) in zip(labels, pieces, strict=True):
+            if (merged and merged[-1][0] == label and merged[-1][1] is chunk
+                    and seg[0]["language"] == merged[-1][2][-1]["language"]
+                    and seg[0]["start_s"] - merged[-1][2][-1]["end_s"] < s.merge_gap_s):
+                merged[-1][2].extend(seg)
             else:
-                merged.append((label, list(seg)))
-        base = {k: item[k] for k in ("video_id", "source", "source_sha256")}
+                merged.append((label, chunk, list(seg)))
         utterances = []
-        names: dict[int, str] = {}  # speakers named in order of their first kept utterance
-        for label, words in merged:
+        names: dict[int, str] = {}  # speakers named in order of their first kept utterance in the source
+        per_chunk: Counter = Counter()
+        for label, chunk, words in merged:
             start, end = words[0]["start_s"], words[-1]["end_s"]
             if end - start < s.min_utterance_s:
                 continue
             speaker = names.setdefault(label, f"S{len(names)}")
-            utterances.append({**base, "id": f"{item['id']}-u{len(utterances):04d}", "kind": "utterance",
-                               "chunk_id": item["id"], "index": len(utterances), "speaker": speaker,
-                               "start_s": start, "end_s": end,
+            index = per_chunk[chunk["id"]]
+            per_chunk[chunk["id"]] += 1
+            utterances.append({**{k: chunk[k] for k in ("video_id", "source", "source_sha256")},
+                               "id": f"{chunk['id']}-u{index:04d}", "kind": "utterance", "chunk_id": chunk["id"],
+                               "index": index, "speaker": speaker, "start_s": start, "end_s": end,
                                "language": Counter(w["language"] for w in words).most_common(1)[0][0],
                                "text": _join(words), "words": words})
         if not utterances:

