@@ -43,3 +43,24 @@ def running_stack(timeout_s: float = 600.0, config: dict | None = None):
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def serving(name: str, config: dict, folder: Path):
+    """`emoomni serve NAME` with `config` as its stack.yaml (in `folder`), without tracing or the caller's EMOOMNI_
+    and NATS_ settings; yields the process once it says it is ready, and stops it (SIGTERM) afterwards."""
+    (folder / "stack.yaml").write_text(yaml.safe_dump(config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "NATS_", "EMOOMNI_"))}
+    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(folder / "stack.yaml"), "serve", name],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        if "ready on" not in line:
+            raise RuntimeError(f"emoomni serve {name} did not start: {line}{proc.stdout.read()[-2000:]}")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from emoomni.core.certs import make_certs
 from emoomni.core.natsserver import NatsServer, free_port
 from emoomni.core.security import PATH_REFUSED, PathNotAllowed, check_media_path, client_channel
+from emoomni.testing.stack import serving
 from emoomni.v1 import agent_pb2, agent_pb2_grpc, media_pb2
 
 TOKEN = "s3cret-token-for-tests"
@@ -55,17 +56,8 @@ def gateway(pki, files, tmp_path_factory):
                   "security": {"token": TOKEN, "media_roots": [str(files["root"])],
                                "tls": {"cert": str(good / "server.pem"), "key": str(good / "server.key"),
                                        "client_ca": str(good / "ca.pem")}}}
-        (d / "stack.yaml").write_text(yaml.safe_dump(config))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "NATS_", "EMOOMNI_"))}
-        proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(d / "stack.yaml"), "serve",
-                                 "gateway"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        try:
-            line = proc.stdout.readline()
-            assert "ready on" in line, line + proc.stdout.read()
+        with serving("gateway", config, d):
             yield {"addr": addr, "bus": bus}
-        finally:
-            proc.terminate()
-            proc.wait(timeout=15)
 
 
 def _channel(gateway, pki, *, token=TOKEN, ca="good", client_cert=True):

@@ -338,26 +338,16 @@ def test_the_provisional_transcribe_subject_answers_and_refuses_bad_audio(runnin
 def test_a_session_is_live_on_one_gateway_replica_at_a_time(running, tmp_path):
     """A second gateway replica (`emoomni serve gateway`, its own process on the same bus) refuses a session that
     the first holds, and resumes it once the first has let it go."""
-    import os
-    import subprocess
-    import sys
     from urllib.parse import urlsplit
 
-    import yaml
-
     from emoomni.core.natsserver import free_port
+    from emoomni.testing.stack import serving
 
     bus = urlsplit(running[1])
     second = f"127.0.0.1:{free_port()}"
     config = {"services": {"gateway": second}, "nats": {
         "url": f"nats://{bus.hostname}:{bus.port}", "user": bus.username, "password": bus.password}}
-    (tmp_path / "stack.yaml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "NATS_", "EMOOMNI_"))}
-    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp_path / "stack.yaml"), "serve",
-                             "gateway"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        line = proc.stdout.readline()
-        assert "ready on" in line, line + proc.stdout.read()
+    with serving("gateway", config, tmp_path):
         with LiveSession(running[0]["gateway"], session_config(RATE, session_id="one-replica-1"),
                          timeout_s=60) as first:
             assert next(iter(first.events())).started.session_id == "one-replica-1"
@@ -372,6 +362,3 @@ def test_a_session_is_live_on_one_gateway_replica_at_a_time(running, tmp_path):
         with LiveSession(second, session_config(RATE, resume_id="one-replica-1"), timeout_s=60) as resumed:
             assert next(iter(resumed.events())).started.session_id == "one-replica-1"
             resumed.end()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
