@@ -55,3 +55,15 @@ if [ "${1:-}" = "--dev" ] && ! { command -v chromium >/dev/null && command -v ch
          "chromium-driver (Debian/Ubuntu) or put chromium and chromedriver on PATH; the test fails without them"
   fi
 fi
+# `emoomni live --mic/--speaker` opens devices through PortAudio (the system library); the device test feeds a
+# clip through ALSA's file plugin as a microphone (services/gateway/tests/test_session.py).
+if [ "${1:-}" = "--dev" ] && ! ldconfig -p | grep -q "libportaudio.so.2"; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing libportaudio2 (apt-get) for emoomni live --mic and its test..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libportaudio2 >/dev/null \
+      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+           libportaudio2 >/dev/null; }
+  else
+    echo "note: emoomni live --mic and its test need PortAudio: install the package libportaudio2 (Debian/Ubuntu)"
+  fi
+fi

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emoomni.apps.devices import Camera, DeviceError, Loudspeaker, Microphone
 from emoomni.sdk.commands import Command, add_client_security, apply_client_security, fail
 from emoomni.sdk.live import AsyncLiveSession, session_config
 from emoomni.v1 import agent_pb2
@@ -30,7 +31,7 @@ _FIELDS = ("emotion_analysis", "intent", "strategy", "response")
 
 class LiveCommand(Command):
     name = "live"
-    help = "hold a live session, clips standing in for the microphone and camera; writes session.json/.wav"
+    help = "hold a live session (clips or the local microphone and camera); writes session.json/.wav"
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         _add_arguments(parser)
@@ -42,8 +43,17 @@ class LiveCommand(Command):
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="clips", action="append", required=True, metavar="CLIP",
+    parser.add_argument("--from", dest="clips", action="append", default=[], metavar="CLIP",
                         help="a clip played as the user's microphone and camera (repeat for more turns)")
+    parser.add_argument("--mic", nargs="?", const="default", default="", metavar="DEVICE",
+                        help="talk through the local microphone (PortAudio device name or index; default device "
+                             "without a value) instead of clips")
+    parser.add_argument("--camera", default="", metavar="DEVICE",
+                        help="with --mic: the local camera (OpenCV device index such as 0, or a video file or URL)")
+    parser.add_argument("--speaker", nargs="?", const="default", default="", metavar="DEVICE",
+                        help="with --mic: play the agent on a local loudspeaker (this turns on the echo guard)")
+    parser.add_argument("--seconds", type=float, default=300.0,
+                        help="with --mic: how long to listen (default 300; Ctrl-C ends sooner)")
     parser.add_argument("--gap", type=float, default=3.0, help="seconds of silence after each clip (default 3)")
     parser.add_argument("--barge-in", type=float, default=None, metavar="S",
                         help="start each next clip S seconds after the agent's first reply audio (interrupting it)")
@@ -110,6 +120,8 @@ class Recorder:
     """Audio chunks of a turn that came after its `interrupted` (the server must send none)."""
     provisional: list[tuple[float, str]] = field(default_factory=list)
     """Provisional transcripts not yet given to a turn: (speech start ms, text)."""
+    loudspeaker: Loudspeaker | None = None
+    """A real output device that plays what the simulated loudspeaker plays (`--speaker`)."""
 
     def now_s(self) -> float:
         return time.monotonic() - self.started
@@ -137,9 +149,13 @@ class Recorder:
         start = max(self.now_s(), self.speaker_free_s)
         self.played.append(Played(turn_id, start, pcm))
         self.speaker_free_s = start + pcm.size / RATE
+        if self.loudspeaker is not None:
+            self.loudspeaker.play(turn_id, pcm)
 
     def stop(self, turn_id: str) -> None:
         """Drop the turn's audio from now on (what already played stays)."""
+        if self.loudspeaker is not None:
+            self.loudspeaker.drop(turn_id)
         now = self.now_s()
         kept = []
         for piece in self.played:
@@ -271,7 +287,17 @@ class UntilDone:
     timeout_s: float = 120.0
 
 
-Step = Speak | Silence | AfterFirstAudio | UntilDone
+@dataclass
+class Listen:
+    """The user talks through the local microphone (and camera) for `seconds` of audio."""
+
+    seconds: float
+    mic: Microphone
+    camera: Camera | None = None
+    fps: float = 2.0
+
+
+Step = Speak | Silence | AfterFirstAudio | UntilDone | Listen
 
 
 def clip_steps(clips: list[Clip], gap_s: float, barge_in_s: float | None, video: bool) -> list[Step]:
@@ -314,6 +340,17 @@ async def hold_session(session: AsyncLiveSession, steps: list[Step], recorder: R
         while clock["samples"] / RATE < end and not (until and until()):
             await send(np.zeros(frame, dtype=np.int16), [])
 
+    async def listen(step: Listen) -> None:
+        end = clock["samples"] / RATE + step.seconds
+        next_frame = 0.0
+        while clock["samples"] / RATE < end:
+            block = await asyncio.to_thread(step.mic.read)
+            at = clock["samples"] / RATE
+            jpeg = step.camera.frame() if step.camera is not None and at >= next_frame else None
+            if jpeg:
+                next_frame = at + 1.0 / step.fps
+            await send(block, [(0.0, jpeg)] if jpeg else [])
+
     async def speaker() -> None:
         while not done.is_set():
             for turn_id in {p.turn_id for p in recorder.played}:
@@ -341,6 +378,8 @@ async def hold_session(session: AsyncLiveSession, steps: list[Step], recorder: R
                 await send(step.audio, step.frames)
             elif isinstance(step, Silence):
                 await silence(step.seconds)
+            elif isinstance(step, Listen):
+                await listen(step)
             elif isinstance(step, AfterFirstAudio):
                 def replied(before=turns_before) -> bool:
                     return any(t in recorder.first_audio_at for t in recorder.order[before:])
@@ -365,21 +404,34 @@ def run(args, cfg) -> int:
     from emoomni.core.aio import run_async
     from emoomni.core.media import MediaError
 
-    try:
-        clips = [load_clip(Path(c), cfg, args.fps, not args.no_video) for c in args.clips]
-    except (MediaError, OSError) as exc:
-        return fail(str(exc))
-    options = {"language": args.language, "talker": args.talker, "persona": args.persona,
-               "session_id": args.session_id, "resume_id": args.resume, "no_ack": args.no_ack,
-               "video": not args.no_video and any(c.frames for c in clips)}
-    config = session_config(RATE, **options)
+    if bool(args.clips) == bool(args.mic):
+        return fail("give the user's side as clips (--from CLIP ...) or as the local microphone (--mic), not both")
+    if (args.camera or args.speaker) and not args.mic:
+        return fail("--camera and --speaker go with --mic")
     recorder = Recorder()
     try:
-        user_audio = run_async(_session(args, cfg, config, clips, recorder, options["video"]))
-    except Exception as exc:  # grpc.RpcError or SessionError: the status says why
+        if args.mic:
+            steps, video = _device_steps(args, recorder), bool(args.camera) and not args.no_video
+        else:
+            clips = [load_clip(Path(c), cfg, args.fps, not args.no_video) for c in args.clips]
+            video = not args.no_video and any(c.frames for c in clips)
+            steps = clip_steps(clips, args.gap, args.barge_in, video)
+    except (MediaError, OSError, DeviceError) as exc:
+        return fail(str(exc))
+    options = {"language": args.language, "talker": args.talker, "persona": args.persona,
+               "session_id": args.session_id, "resume_id": args.resume, "no_ack": args.no_ack, "video": video,
+               "echo_guard": bool(args.speaker)}
+    config = session_config(RATE, **options)
+    try:
+        user_audio = run_async(_session(args, cfg, config, steps, recorder))
+    except KeyboardInterrupt:
+        user_audio = np.concatenate(recorder.sent) if recorder.sent else np.zeros(0, dtype=np.int16)
+    except Exception as exc:  # grpc.RpcError, SessionError or DeviceError: the status says why
         details = exc.details() if hasattr(exc, "details") else str(exc)
         print(f"emoomni: the session ended: {details}", file=sys.stderr)
         return 1
+    finally:
+        _close_devices(steps, recorder)
     path, wav = recorder.write(Path(args.out), user_audio)
     for entry in (recorder.turns[t] for t in recorder.order):
         cut = f"  [interrupted: {entry['interrupt_reason']}]" if entry["interrupted"] else ""
@@ -392,16 +444,40 @@ def run(args, cfg) -> int:
     return 0
 
 
-async def _session(args, cfg, config, clips, recorder, video) -> np.ndarray:
+def _device_steps(args, recorder: Recorder) -> list[Step]:
+    """Open the local devices (closed by `_close_devices`): listen for `--seconds`, then wait for the replies."""
+    listen = Listen(args.seconds, Microphone(args.mic), fps=args.fps)
+    steps: list[Step] = [listen, UntilDone()]
+    try:
+        if args.camera and not args.no_video:
+            listen.camera = Camera(args.camera)
+        if args.speaker:
+            recorder.loudspeaker = Loudspeaker(args.speaker)
+    except DeviceError:
+        _close_devices(steps, recorder)
+        raise
+    return steps
+
+
+def _close_devices(steps: list[Step], recorder: Recorder) -> None:
+    for step in steps:
+        if isinstance(step, Listen):
+            step.mic.close()
+            if step.camera is not None:
+                step.camera.close()
+    if recorder.loudspeaker is not None:
+        recorder.loudspeaker.close()
+        recorder.loudspeaker = None
+
+
+async def _session(args, cfg, config, steps: list[Step], recorder: Recorder) -> np.ndarray:
     if args.remote:
-        session = AsyncLiveSession.connect(args.remote, config)
-        return await hold_session(session, clip_steps(clips, args.gap, args.barge_in, video), recorder)
+        return await hold_session(AsyncLiveSession.connect(args.remote, config), steps, recorder)
     from emoomni.core.runtime import EmbeddedAgent
     from emoomni.core.telemetry import shutdown_tracing
 
     try:
         async with EmbeddedAgent(cfg) as agent:
-            return await hold_session(AsyncLiveSession(agent.gateway.live.run, config),
-                                      clip_steps(clips, args.gap, args.barge_in, video), recorder)
+            return await hold_session(AsyncLiveSession(agent.gateway.live.run, config), steps, recorder)
     finally:
         shutdown_tracing()

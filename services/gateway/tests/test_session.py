@@ -362,3 +362,33 @@ def test_a_session_is_live_on_one_gateway_replica_at_a_time(running, tmp_path):
         with LiveSession(second, session_config(RATE, resume_id="one-replica-1"), timeout_s=60) as resumed:
             assert next(iter(resumed.events())).started.session_id == "one-replica-1"
             resumed.end()
+
+
+def test_cli_live_talks_through_a_microphone_camera_and_loudspeaker(stack, clips, shared_media, tmp_path):
+    """`emoomni live --mic --camera --speaker` on real device layers: PortAudio opens a real ALSA device whose capture
+    side is ALSA's file plugin playing the English clip's voice (then silence), OpenCV reads the clip file as the
+    camera, and the replies play into the same ALSA device. It does not prove real hardware: the file plugin
+    delivers faster than real time, and the command sends it at real-time pace as it would a microphone's."""
+    import os
+    import subprocess
+    import sys
+
+    raw = tmp_path / "mic.raw"
+    np.concatenate([clips[ENGLISH].audio, np.zeros(RATE * 30, np.int16)]).astype("<i2").tofile(raw)
+    (tmp_path / "asound.conf").write_text(
+        f'pcm.cliprec {{ type file slave.pcm "null" file "/dev/null" infile "{raw}" format "raw" }}\n')
+    env = {**os.environ, "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{tmp_path / 'asound.conf'}"}
+    run = subprocess.run([sys.executable, "-m", "emoomni", "live", "--mic", "cliprec", "--camera",
+                          str(shared_media / ENGLISH), "--speaker", "cliprec", "--seconds", "9", "--out",
+                          str(tmp_path / "out"), "--remote", stack], capture_output=True, text=True, timeout=300,
+                         env=env)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    session = json.loads((tmp_path / "out" / "session.json").read_text())
+    answered = [t for t in session["turns"] if t["reply"]]
+    assert answered and "burial record" in answered[0]["user_transcript"], json.dumps(session, ensure_ascii=False)
+
+    missing = subprocess.run([sys.executable, "-m", "emoomni", "live", "--mic", "no-such-mic", "--out",
+                              str(tmp_path / "none"), "--remote", stack], capture_output=True, text=True,
+                             timeout=120, env=env)
+    assert missing.returncode == 2 and "no microphone 'no-such-mic'" in missing.stderr, missing.stderr
+    assert "cliprec" in missing.stderr  # the error lists the input devices there are
