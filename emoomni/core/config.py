@@ -357,6 +357,9 @@ class ListeningConfig(_Strict):
     as silence; one in between continues whatever is going on (hysteresis, so a wavering voice is not chopped)."""
     min_speech_ms: int = Field(default=96, ge=32)
     """Speech this long (in speech windows) before `speech_started`: shorter clicks and knocks are not speech."""
+    min_turn_speech_ms: int = Field(default=160, ge=0)
+    """A turn with less speech than this in all (a click, a cough, a breath that passed `min_speech_ms`) is no turn:
+    it is dropped, and nothing is answered."""
     min_silence_ms: int = Field(default=300, ge=32)
     """Silence this long ends a speech segment (`speech_stopped`), and the turn model is asked whether the turn is
     complete."""

@@ -464,6 +464,8 @@ class LiveSession:
                                                                                       at_ms=event.end_ms)))
             self._preempt(event)
         elif event.kind == "turn_ended":
+            if event.voiced_ms < self.cfg.listening.min_turn_speech_ms and event.reason != "max_turn":
+                return await self._drop_preempted(user_went_on=False)  # a click or a cough: no turn
             preempted, self.preempted = self.preempted, None
             if preempted is not None and preempted.speech_end_ms == event.end_ms:
                 return self._confirm(preempted, event, now)

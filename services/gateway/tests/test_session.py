@@ -121,6 +121,15 @@ def test_a_short_sound_over_the_agent_does_not_interrupt(stack, clips):
     assert not turn["interrupted"] and turn["reply"] and turn["heard_reply"] == turn["reply"]
 
 
+def test_a_sound_too_short_for_a_turn_is_not_answered(stack, clips):
+    """120 ms of the clip's voice passes the VAD (96 ms of speech windows) but is under
+    `listening.min_turn_speech_ms`: no turn, nothing answered, the session goes on."""
+    blip = clips[ENGLISH].audio[int(3.4 * RATE):int(3.52 * RATE)]
+    recorder = converse(stack, [Silence(1.0), Speak(blip), Silence(3.0)], speed=4.0, no_ack=True)
+    assert recorder.order == [] and recorder.errors == [], json.dumps(turns(recorder))
+    assert recorder.ended is not None and recorder.ended.turns == 0
+
+
 def test_a_user_who_goes_on_speaking_cancels_the_early_turn(stack, clips):
     english = clips[ENGLISH]
     half = english.audio.size // 2
