@@ -42,16 +42,23 @@ fi
 bash scripts/setup_triton.sh
 "$VPY" scripts/gen_proto.py
 "$VPY" scripts/make_sample.py
-# The web demo's browser test drives Debian's Chromium through chromedriver (docs/web.md). --dev installs them
-# when missing, on a machine where this script may (root and apt-get); elsewhere it says what to install.
-if [ "${1:-}" = "--dev" ] && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing chromium and chromium-driver (apt-get) for the web demo's browser test..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-           chromium chromium-driver >/dev/null; }
-  else
-    echo "note: the web demo's browser test needs Chromium and its driver: install the packages chromium and" \
-         "chromium-driver (Debian/Ubuntu) or put chromium and chromedriver on PATH; the test fails without them"
+# The web demo's browser tests drive Debian's Chromium through chromedriver and Debian's Firefox ESR over Marionette
+# (docs/web.md). --dev installs them when missing, on a machine where this script may (root and apt-get); elsewhere
+# it says what to install.
+if [ "${1:-}" = "--dev" ]; then
+  browsers=()
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null || browsers+=(chromium chromium-driver)
+  command -v firefox-esr >/dev/null || command -v firefox >/dev/null || browsers+=(firefox-esr)
+  if [ ${#browsers[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing ${browsers[*]} (apt-get) for the web demo's browser tests..."
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${browsers[@]}" >/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+             "${browsers[@]}" >/dev/null; }
+    else
+      echo "note: the web demo's browser tests need Chromium with its driver and Firefox: install the packages" \
+           "${browsers[*]} (Debian/Ubuntu) or put chromium, chromedriver and firefox on PATH; the tests fail" \
+           "without them"
+    fi
   fi
 fi
