@@ -6,12 +6,17 @@ Firefox's fake devices (`media.navigator.streams.fake`) are a tone and a test pa
 cannot steer speech: it proves what differs between browsers (the page's modules, the devices, the AudioWorklet
 capture, the WebSocket, WebAudio playback) with a typed turn, and leaves speech, barge-in and recovery to the
 Chromium test. Script errors are read from Firefox's own console (chrome context).
+
+Unlike headless Chromium, headless Firefox has no fake audio output: with no sound server its AudioContext never
+leaves "suspended" and the page cannot start. The test gives it one, as a machine with speakers has: a private
+PulseAudio server (Debian's pulseaudio) with a null sink, reached through PULSE_SERVER.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
+import subprocess
+import time
 
 import pytest
 
@@ -34,20 +39,50 @@ return Services.console.getMessageArray()
 """
 
 
+def _binaries() -> tuple[str, str]:
+    firefox = shutil.which("firefox-esr") or shutil.which("firefox")
+    pulseaudio = shutil.which("pulseaudio")
+    if not (firefox and pulseaudio):
+        pytest.fail("the web demo's Firefox test needs firefox and pulseaudio: bash scripts/setup.sh --dev installs "
+                    "Debian's firefox-esr and pulseaudio")
+    return firefox, pulseaudio
+
+
 @pytest.fixture(scope="module")
-def firefox(tmp_path_factory):
+def speakers(tmp_path_factory):
+    """A private PulseAudio server whose only output is a null sink: somewhere for Firefox's audio to go."""
+    _, pulseaudio = _binaries()
+    folder = tmp_path_factory.mktemp("pulse")
+    socket = folder / "native"
+    env = {"HOME": str(folder), "XDG_RUNTIME_DIR": str(folder), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.Popen(
+        [pulseaudio, "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--log-target=stderr",
+         "-L", f"module-native-protocol-unix socket={socket} auth-anonymous=1", "-L", "module-null-sink"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not socket.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "pulseaudio did not start"
+            time.sleep(0.1)
+        yield f"unix:{socket}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def firefox(tmp_path_factory, speakers):
     from marionette_driver.marionette import Marionette
 
-    binary = shutil.which("firefox-esr") or shutil.which("firefox")
-    if not binary:
-        pytest.fail("the web demo's Firefox test needs firefox: bash scripts/setup.sh --dev installs Debian's "
-                    "firefox-esr")
+    binary, _ = _binaries()
     log = tmp_path_factory.mktemp("firefox") / "gecko.log"
-    os.environ["MOZ_HEADLESS"] = "1"
-    driver = Marionette(bin=binary, headless=True, port=free_port(), prefs=FAKE_DEVICES, gecko_log=str(log),
-                        startup_timeout=120)
-    try:
+    with pytest.MonkeyPatch.context() as env:  # Firefox takes this process's environment
+        env.setenv("MOZ_HEADLESS", "1")
+        env.setenv("PULSE_SERVER", speakers)
+        driver = Marionette(bin=binary, headless=True, port=free_port(), prefs=FAKE_DEVICES, gecko_log=str(log),
+                            startup_timeout=120)
         driver.start_session()
+    try:
         driver.set_window_rect(width=1400, height=1100)
         yield driver
     finally:
