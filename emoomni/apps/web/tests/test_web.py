@@ -12,7 +12,6 @@ reply for a barge-in.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import psutil
 import pytest
 import soundfile as sf
 
-from emoomni.apps.web.tests.webpage import WebServer, diagnosis, page, status, text, wait
+from emoomni.apps.web.tests.webpage import WebServer, diagnosis, page, programs, status, text, wait
 from emoomni.core.config import load_config
 from emoomni.core.media import decode_audio, decode_frames, read_source
 from emoomni.core.natsserver import free_port
@@ -34,15 +33,6 @@ MIC_RATE = 48000
 SILENCE_S = 1.5
 SPEECH_END_S = 5.1  # the clip's voice runs to its end (speech at 0.2-2.7 s and 3.3-5.1 s)
 SCREENSHOT = Path(__file__).resolve().parents[4] / "docs" / "web-demo.png"
-
-
-def _browser_paths() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail("the web demo's test needs chromium and chromedriver: bash scripts/setup.sh --dev installs "
-                    "Debian's chromium and chromium-driver")
-    return chromium, driver
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +60,8 @@ def browser(fake_devices):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    chromium, driver_path = _browser_paths()
+    chromium, driver_path = programs("chromium|chromium-browser", "chromedriver", install="bash scripts/setup.sh "
+                                     "--dev installs Debian's chromium and chromium-driver")
     mic, camera, _ = fake_devices
     options = webdriver.ChromeOptions()
     options.binary_location = chromium

@@ -14,13 +14,12 @@ PulseAudio server (Debian's pulseaudio) with a null sink, reached through PULSE_
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from emoomni.apps.web.tests.webpage import diagnosis, page, status, text, wait
+from emoomni.apps.web.tests.webpage import diagnosis, page, programs, status, text, wait
 from emoomni.core.natsserver import free_port
 
 pytestmark = pytest.mark.slow
@@ -39,13 +38,9 @@ return Services.console.getMessageArray()
 """
 
 
-def _binaries() -> tuple[str, str]:
-    firefox = shutil.which("firefox-esr") or shutil.which("firefox")
-    pulseaudio = shutil.which("pulseaudio")
-    if not (firefox and pulseaudio):
-        pytest.fail("the web demo's Firefox test needs firefox and pulseaudio: bash scripts/setup.sh --dev installs "
-                    "Debian's firefox-esr and pulseaudio")
-    return firefox, pulseaudio
+def _binaries() -> list[str]:
+    return programs("firefox-esr|firefox", "pulseaudio", install="bash scripts/setup.sh --dev installs Debian's "
+                    "firefox-esr and pulseaudio")
 
 
 @pytest.fixture(scope="module")

@@ -5,13 +5,25 @@ and reading the page's state (its data-* hooks, docs/web.md). The helpers take a
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 
+import pytest
+
 from emoomni.core.natsserver import free_port
+
+
+def programs(*names: str, install: str) -> list[str]:
+    """The path of each program ("a|b": the first of these names on PATH); the test fails saying how to install
+    them when one is missing."""
+    found = [next(filter(None, map(shutil.which, name.split("|"))), None) for name in names]
+    if not all(found):
+        pytest.fail(f"the web demo's browser test needs {', '.join(names)}: {install}")
+    return found
 
 
 class WebServer:
