@@ -42,17 +42,38 @@ fi
 bash scripts/setup_triton.sh
 "$VPY" scripts/gen_proto.py
 "$VPY" scripts/make_sample.py
-# The web demo's browser test drives Debian's Chromium through chromedriver (docs/web.md). --dev installs them
-# when missing, on a machine where this script may (root and apt-get); elsewhere it says what to install.
-if [ "${1:-}" = "--dev" ] && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+# The web demo's browser tests drive Debian's Chromium through chromedriver and Debian's Firefox ESR over Marionette,
+# with a private PulseAudio server as Firefox's audio output (docs/web.md).
+# --dev installs them when missing, on a machine where this script may (root and apt-get); elsewhere it says what
+# to install.
+if [ "${1:-}" = "--dev" ]; then
+  browsers=()
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null || browsers+=(chromium chromium-driver)
+  command -v firefox-esr >/dev/null || command -v firefox >/dev/null || browsers+=(firefox-esr)
+  command -v pulseaudio >/dev/null || browsers+=(pulseaudio)
+  if [ ${#browsers[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "installing ${browsers[*]} (apt-get) for the web demo's browser tests..."
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${browsers[@]}" >/dev/null \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+             "${browsers[@]}" >/dev/null; }
+    else
+      echo "note: the web demo's browser tests need Chromium with its driver, Firefox and PulseAudio: install" \
+           "the packages ${browsers[*]} (Debian/Ubuntu) or put chromium, chromedriver, firefox and pulseaudio on" \
+           "PATH; the tests fail without them"
+    fi
+  fi
+fi
+# `emoomni live --mic/--speaker` opens devices through PortAudio (the system library); the device test feeds a
+# clip through ALSA's file plugin as a microphone (services/gateway/tests/test_session.py).
+if [ "${1:-}" = "--dev" ] && ! ldconfig -p | grep -q "libportaudio.so.2"; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing chromium and chromium-driver (apt-get) for the web demo's browser test..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium chromium-driver >/dev/null \
+    echo "installing libportaudio2 (apt-get) for emoomni live --mic and its test..."
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libportaudio2 >/dev/null \
       || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-           chromium chromium-driver >/dev/null; }
+           libportaudio2 >/dev/null; }
   else
-    echo "note: the web demo's browser test needs Chromium and its driver: install the packages chromium and" \
-         "chromium-driver (Debian/Ubuntu) or put chromium and chromedriver on PATH; the test fails without them"
+    echo "note: emoomni live --mic and its test need PortAudio: install the package libportaudio2 (Debian/Ubuntu)"
   fi
 fi
 # `emoomni live --mic/--speaker` opens devices through PortAudio (the system library); the device test feeds a

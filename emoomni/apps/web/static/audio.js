@@ -28,7 +28,12 @@ export class Microphone {
 
   stop() {
     if (this.source) this.source.disconnect();
-    if (this.node) this.node.disconnect();
+    if (this.node) {
+      // Frames the worklet posted before the stop are dropped, not handed to a page that has let the mic go.
+      this.node.port.onmessage = null;
+      this.node.port.close();
+      this.node.disconnect();
+    }
     for (const track of this.stream.getTracks()) track.stop();
   }
 }

@@ -12,12 +12,7 @@ reply for a barge-in.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -26,10 +21,10 @@ import psutil
 import pytest
 import soundfile as sf
 
+from emoomni.apps.web.tests.webpage import WebServer, diagnosis, page, programs, status, text, wait
 from emoomni.core.config import load_config
 from emoomni.core.media import decode_audio, decode_frames, read_source
 from emoomni.core.natsserver import free_port
-from emoomni.testing.stack import running_stack
 
 pytestmark = pytest.mark.slow
 
@@ -38,15 +33,6 @@ MIC_RATE = 48000
 SILENCE_S = 1.5
 SPEECH_END_S = 5.1  # the clip's voice runs to its end (speech at 0.2-2.7 s and 3.3-5.1 s)
 SCREENSHOT = Path(__file__).resolve().parents[4] / "docs" / "web-demo.png"
-
-
-def _browser_paths() -> tuple[str, str]:
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    driver = shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.fail("the web demo's test needs chromium and chromedriver: bash scripts/setup.sh --dev installs "
-                    "Debian's chromium and chromium-driver")
-    return chromium, driver
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +60,8 @@ def browser(fake_devices):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    chromium, driver_path = _browser_paths()
+    chromium, driver_path = programs("chromium|chromium-browser", "chromedriver", install="bash scripts/setup.sh "
+                                     "--dev installs Debian's chromium and chromium-driver")
     mic, camera, _ = fake_devices
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
@@ -89,93 +76,11 @@ def browser(fake_devices):
         driver.quit()
 
 
-class WebServer:
-    """`emoomni web --remote GATEWAY` as its own process on a fixed port, so that it can be killed and restarted."""
-
-    def __init__(self, gateway: str, talkers: str = ""):
-        self.gateway, self.talkers, self.port = gateway, talkers, free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> WebServer:
-        command = [sys.executable, "-m", "emoomni", "web", "--port", str(self.port), "--remote", self.gateway]
-        if self.talkers:
-            command += ["--talkers", self.talkers]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "EMOOMNI_"))}
-        self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "api/info", timeout=5):
-                    return self
-            except OSError:
-                assert self.proc.poll() is None, "emoomni web exited"
-                time.sleep(0.2)
-        raise RuntimeError("emoomni web did not start")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
-@pytest.fixture(scope="module")
-def stack():
-    with running_stack(config={"listening": {"idle_s": 300.0}}) as (addrs, _):
-        yield addrs
-
-
-@pytest.fixture(scope="module")
-def web(stack):
-    server = WebServer(stack["gateway"], stack["talker"]).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def allow_devices(driver, url: str, setting: str = "granted") -> None:
     """What a user answers to the page's camera and microphone prompt ("granted" or "denied"), for that origin."""
     for name in ("microphone", "camera"):
         driver.execute_cdp_cmd("Browser.setPermission", {"origin": url.rstrip("/"), "permission": {"name": name},
                                                          "setting": setting})
-
-
-def page(driver, name: str):
-    return driver.execute_script(f"return document.body.dataset.{name} || ''")
-
-
-def status(driver) -> str:
-    return driver.execute_script("return document.getElementById('status').textContent")
-
-
-def wait(driver, check, timeout_s: float, what: str, every_s: float = 0.1):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; {diagnosis(driver)}")
-
-
-def diagnosis(driver) -> str:
-    """What the page shows and holds, for a failure message: status, state, turns in flight and the transcript."""
-    turns = driver.execute_script(
-        "return [...document.querySelectorAll('#transcript li')].map((li) => [li.dataset.turnId, "
-        "li.dataset.done || '', li.dataset.interrupted || '', li.dataset.clip || '', li.innerText.slice(0, 160)])")
-    muted = driver.find_element("id", "mute").get_attribute("aria-pressed")
-    return (f"status: {status(driver)!r}, state: {page(driver, 'state')!r}, in flight: "
-            f"{page(driver, 'turnsInFlight')!r}, converse busy: {page(driver, 'converseBusy')!r}, muted: {muted}, "
-            f"played ms: {page(driver, 'playedMs')}, transcript: {turns!r}")
 
 
 def phase_ms(driver, period_ms: float) -> float:
@@ -194,10 +99,6 @@ def mute_after_speech(driver, period_ms: float) -> None:
     wait(driver, lambda: SPEECH_END_S * 1000 + 150 < phase_ms(driver, period_ms) < period_ms - 250, 30,
          "the silence after the clip's voice", every_s=0.03)
     set_muted(driver, True)
-
-
-def text(driver, element_id: str) -> str:
-    return driver.find_element("id", element_id).text.strip()
 
 
 def test_refused_devices_and_a_stack_that_is_down_are_told_in_words(browser, shared_media):
