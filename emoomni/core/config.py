@@ -411,10 +411,12 @@ class LiveConfig(_Strict):
     decided, and send nothing of it until then; if the user goes on, it is cancelled unseen. "complete": only when
     the turn model judged the turn complete (its end then follows `listening.endpoint_delay_ms` later);
     "always": at every pause (more work thrown away, and more gained after an "incomplete" verdict)."""
-    provisional_every_ms: float = Field(default=1500.0, ge=0.0)
+    provisional_every_ms: float = Field(default=0.0, ge=0.0)
     """While the user speaks, ASR on the speech so far each time this much more has been heard (audio clock), sent
     as a provisional transcript; 0 = off. Best effort: skipped while this session's turn is being worked on, and a
-    perception replica that is busy with a turn declines at once."""
+    perception replica that is busy with a turn declines at once. Off by default: on a 2-core CPU a draft still
+    running at the pause delays the turn's own perception (voice to voice 9.8 s median with drafts every 1.5 s
+    against 7.7 s without, benchmarks/RESULTS.md); 1500 where perception has cores or a GPU to spare."""
     echo_guard_barge_in_ms: float = 900.0
     """The same when the session asked for the echo guard (a microphone that hears the agent's loudspeaker)."""
     history_turns: int = Field(default=6, ge=0, le=50)

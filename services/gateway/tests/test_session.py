@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def running():
-    config = {"live": {"history_turns": 4, "preemptive": "always"},
+    config = {"live": {"history_turns": 4, "preemptive": "always", "provisional_every_ms": 1500.0},
               "listening": {"idle_s": 20.0, "max_turn_s": 12.0}}
     with running_stack(config=config) as (addrs, nats_url):
         yield addrs, nats_url

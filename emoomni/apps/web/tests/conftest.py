@@ -10,7 +10,7 @@ from emoomni.testing.stack import running_stack
 
 @pytest.fixture(scope="module")
 def stack():
-    with running_stack(config={"listening": {"idle_s": 300.0}}) as (addrs, _):
+    with running_stack(config={"listening": {"idle_s": 300.0}, "live": {"provisional_every_ms": 1500.0}}) as (addrs, _):
         yield addrs
 
 
