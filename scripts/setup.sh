@@ -42,49 +42,27 @@ fi
 bash scripts/setup_triton.sh
 "$VPY" scripts/gen_proto.py
 "$VPY" scripts/make_sample.py
-# The web demo's browser tests drive Debian's Chromium through chromedriver and Debian's Firefox ESR over Marionette,
-# with a private PulseAudio server as Firefox's audio output (docs/web.md).
-# --dev installs them when missing, on a machine where this script may (root and apt-get); elsewhere it says what
-# to install.
+# System packages for the tests, which --dev installs when missing on a machine where this script may (root and
+# apt-get); elsewhere it says what to install:
+# - the web demo's browser tests drive Debian's Chromium through chromedriver and Debian's Firefox ESR over
+#   Marionette, with a private PulseAudio server as Firefox's audio output (docs/web.md);
+# - `emoomni live --mic/--speaker` opens devices through PortAudio; its test feeds a clip through ALSA's file plugin
+#   as a microphone (services/gateway/tests/test_session.py).
 if [ "${1:-}" = "--dev" ]; then
-  browsers=()
-  command -v chromium >/dev/null && command -v chromedriver >/dev/null || browsers+=(chromium chromium-driver)
-  command -v firefox-esr >/dev/null || command -v firefox >/dev/null || browsers+=(firefox-esr)
-  command -v pulseaudio >/dev/null || browsers+=(pulseaudio)
-  if [ ${#browsers[@]} -gt 0 ]; then
+  packages=()
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null || packages+=(chromium chromium-driver)
+  command -v firefox-esr >/dev/null || command -v firefox >/dev/null || packages+=(firefox-esr)
+  command -v pulseaudio >/dev/null || packages+=(pulseaudio)
+  ldconfig -p | grep -q "libportaudio.so.2" || packages+=(libportaudio2)
+  if [ ${#packages[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      echo "installing ${browsers[*]} (apt-get) for the web demo's browser tests..."
-      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${browsers[@]}" >/dev/null \
+      echo "installing ${packages[*]} (apt-get) for the browser and device tests..."
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}" >/dev/null \
         || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-             "${browsers[@]}" >/dev/null; }
+             "${packages[@]}" >/dev/null; }
     else
-      echo "note: the web demo's browser tests need Chromium with its driver, Firefox and PulseAudio: install" \
-           "the packages ${browsers[*]} (Debian/Ubuntu) or put chromium, chromedriver, firefox and pulseaudio on" \
-           "PATH; the tests fail without them"
+      echo "note: the browser and device tests need the packages ${packages[*]} (Debian/Ubuntu), or chromium," \
+           "chromedriver, firefox, pulseaudio and the PortAudio library on PATH; the tests fail without them"
     fi
-  fi
-fi
-# `emoomni live --mic/--speaker` opens devices through PortAudio (the system library); the device test feeds a
-# clip through ALSA's file plugin as a microphone (services/gateway/tests/test_session.py).
-if [ "${1:-}" = "--dev" ] && ! ldconfig -p | grep -q "libportaudio.so.2"; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing libportaudio2 (apt-get) for emoomni live --mic and its test..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libportaudio2 >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-           libportaudio2 >/dev/null; }
-  else
-    echo "note: emoomni live --mic and its test need PortAudio: install the package libportaudio2 (Debian/Ubuntu)"
-  fi
-fi
-# `emoomni live --mic/--speaker` opens devices through PortAudio (the system library); the device test feeds a
-# clip through ALSA's file plugin as a microphone (services/gateway/tests/test_session.py).
-if [ "${1:-}" = "--dev" ] && ! ldconfig -p | grep -q "libportaudio.so.2"; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "installing libportaudio2 (apt-get) for emoomni live --mic and its test..."
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libportaudio2 >/dev/null \
-      || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-           libportaudio2 >/dev/null; }
-  else
-    echo "note: emoomni live --mic and its test need PortAudio: install the package libportaudio2 (Debian/Ubuntu)"
   fi
 fi
