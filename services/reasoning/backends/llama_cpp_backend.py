@@ -125,6 +125,7 @@ class LlamaCppBackend:
         # The words cue always runs on the packaged Qwen (measured in benchmarks/RESULTS.md), whichever model
         # writes the E-CoT: SmolLM2-135M was never shown to classify feelings.
         self._prefix = pin_prefix(self.llm, [self._turn_prompt("A.", lang) for lang in ("en", "zh")])
+        # The same thread count as the E-CoT (1 thread here costs 0.37 s of first audio on a quiet machine).
         self.words = TextEmotionClassifier(str(packaged_qwen_coder()), opts.n_threads) if opts.text_emotion else None
 
     def _turn_prompt(self, said: str, language: str) -> str:
