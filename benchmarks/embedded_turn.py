@@ -6,12 +6,13 @@ compute. Goals on the 2-core machine: first audio <= 3 s, whole turn <= 6 s.
 A turn on another clip (`--interleave`, not counted) runs before each measured turn: repeating the same clip
 would let llama.cpp reuse the whole cached prompt, which a real conversation never does.
 
-    .venv/bin/python benchmarks/embedded_turn.py [--turns 10] [--clip PATH]
+    .venv/bin/python benchmarks/embedded_turn.py [--turns 10] [--clip PATH] [--model smollm2-135m]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -34,9 +35,12 @@ async def one_turn(agent: EmbeddedAgent, clip: str) -> TurnResult:
     return result
 
 
-async def run(clip: str, turns: int, interleave: str) -> dict:
+async def run(clip: str, turns: int, interleave: str, model: str = "") -> dict:
+    cfg = load_config()
+    if model:
+        cfg.reasoning.llama_cpp.model = model
     started = time.perf_counter()
-    async with EmbeddedAgent(load_config()) as agent:
+    async with EmbeddedAgent(cfg) as agent:
         startup_s = time.perf_counter() - started
         rows = []
         for i in range(turns + 1):
@@ -63,11 +67,16 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--clip", default=str(ROOT.parent / "shared" / "media" / "merged_7e578e0b.mp4"))
     parser.add_argument("--interleave", default=str(ROOT / "samples" / "hello.mp4"))
+    parser.add_argument("--model", default="", help="reasoning.llama_cpp.model (default: the config's)")
     args = parser.parse_args()
-    data = run_async(run(args.clip, args.turns, args.interleave))  # the event loop `emoomni chat` uses
-    path = save("embedded_turn", {"benchmark": "embedded_turn", "clip": Path(args.clip).name,
-                                  "interleaved_with": Path(args.interleave).name,
-                                  "goal": "first audio <= 3 s, whole turn <= 6 s", **data})
+    load_before = os.getloadavg()
+    data = run_async(run(args.clip, args.turns, args.interleave, args.model))  # the event loop `emoomni chat` uses
+    model = args.model or load_config().reasoning.llama_cpp.model
+    path = save(f"embedded_turn_{model}", {"benchmark": "embedded_turn", "reasoning_model": model,
+                                           "clip": Path(args.clip).name,
+                                           "interleaved_with": Path(args.interleave).name,
+                                           "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
+                                           "goal": "first audio <= 3 s, whole turn <= 6 s", **data})
     print(f"first audio ms: {data['first_audio_ms']}\ntotal ms: {data['total_ms']}\nwrote {path}")
     return 0
 

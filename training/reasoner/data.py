@@ -3,7 +3,7 @@
 The cascade backend (services/reasoning/backends/llama_cpp_backend.py) never sees the clip: it reads perception's
 measured cues. So a training line becomes exactly the text llama.cpp is given and continues at serving time:
 
-    <chat template: the backend's system prompt, its two worked examples, "Cues: ..." for this turn>
+    <chat template: the backend's system prompt, its worked examples, "Cues: ..." and the reply's language>
     Emotion: Overall, the user seems [excited and surprised.]
     Intent:[ She wants help to check the record.\n]
     Strategy:[ I will respond softly and clearly.\n]
@@ -29,6 +29,7 @@ from google.protobuf import json_format
 
 from emoomni.services.reasoning.backends.interface import EMOTION, EMOTION_LABELS
 from emoomni.services.reasoning.backends.llama_cpp_backend import LINES, line_start, turn_prompt
+from emoomni.services.reasoning.prompt import LANGUAGE_NAMES, reply_language
 from emoomni.v1 import perception_pb2
 from training.common.messages import BadLine, Sample, ecot_parts
 from training.common.run import sha256
@@ -123,7 +124,8 @@ class ReasonerEncoder:
         """The sample as (text, trained) pieces in the backend's layout."""
         parts = ecot_parts(sample.messages[-1]["content"])
         perception, context = self.perception(sample)
-        pieces = [(turn_prompt(self.formatter, perception, context), False),
+        language = reply_language(perception, list(LANGUAGE_NAMES))
+        pieces = [(turn_prompt(self.formatter, perception, context, language), False),
                   (emotion_reading(parts[EMOTION]), True)]
         for part, label, opener in LINES:
             opener = opener if self.openers else ""

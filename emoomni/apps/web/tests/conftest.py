@@ -10,7 +10,11 @@ from emoomni.testing.stack import running_stack
 
 @pytest.fixture(scope="module")
 def stack():
-    with running_stack(config={"listening": {"idle_s": 300.0}, "live": {"provisional_every_ms": 1500.0}}) as (addrs, _):
+    # One llama.cpp thread: the browser shares the 2 cores, and two llama.cpp threads stall when one of them is
+    # descheduled (README, Limitations).
+    config = {"listening": {"idle_s": 300.0}, "live": {"provisional_every_ms": 1500.0},
+              "reasoning": {"llama_cpp": {"n_threads": 1}}}
+    with running_stack(config=config) as (addrs, _):
         yield addrs
 
 
