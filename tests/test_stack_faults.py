@@ -31,10 +31,6 @@ SERVICES = ("perception", "reasoning", "instruction", "talker", "gateway")
 TOKEN = "fault-test-token"
 RECOVERY_S = 90
 ENDS_WITHIN_S = 10
-# A turn that a restarted replica saves takes the restart (its models load) plus the rest of the turn: measured
-# 14.6 s after killing the instruction service with the Qwen reasoning default on 2 cores (2026-12-02). Issue 11's
-# 10 s bound holds for turns that end with an error; a saved turn gets this bound.
-SAVED_WITHIN_S = 30
 
 
 def alive(pids) -> set[int]:
@@ -61,7 +57,11 @@ def secure_stack(tmp_path_factory):
     d = tmp_path_factory.mktemp("faults")
     certs = make_certs(d / "certs")
     addrs = {name: f"127.0.0.1:{free_port()}" for name in SERVICES}
+    # The faster SmolLM2 reasons here: these tests are about supervision, and the 10 s bound counts from the kill.
+    # With the Qwen default, a turn whose instruction service was killed at perception ended 17 s after the kill
+    # (the reasoning still had to reach its strategy while the restarted service loaded; issue 11's note).
     config = {"services": addrs, "nats": {"url": f"nats://127.0.0.1:{free_port()}", "monitor_port": free_port()},
+              "reasoning": {"llama_cpp": {"model": "smollm2-135m"}},
               "security": {"token": TOKEN, "tls": {"cert": str(certs / "server.pem"), "key": str(certs / "server.key"),
                                                    "ca": str(certs / "ca.pem")}}}
     (d / "stack.yaml").write_text(yaml.safe_dump(config))
@@ -159,7 +159,7 @@ def test_sigkill_mid_turn_ends_the_turn_fast_and_the_stack_recovers(secure_stack
     wait_serving(secure_stack)
     outcome, seconds = turn_with_fault(secure_stack, english_clip, when, victim)
     assert outcome == "done" or outcome.startswith("UNAVAILABLE"), outcome
-    assert seconds < (SAVED_WITHIN_S if outcome == "done" else ENDS_WITHIN_S), (outcome, seconds)
+    assert seconds < ENDS_WITHIN_S, (outcome, seconds)
     assert secure_stack["proc"].poll() is None, "emoomni up keeps running"
     wait_serving(secure_stack)  # restarted (or reconnected) within RECOVERY_S
     wait_for_line(secure_stack, f"{victim.split()[-1]} restarted")
