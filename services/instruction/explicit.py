@@ -52,6 +52,13 @@ _NEUTRAL_ZH = r"正常|自然|平常|不带感情|中性|平淡"
 # Manner words that rule out a louder or faster delivery without naming a level: "calmly" is never shouted.
 _CALM_EN = r"calm(?:ly|ing)?|gentl[ey]|sooth(?:e|ing|ingly)|tender(?:ly)?|steady|steadily|reassuring(?:ly)?"
 _CALM_ZH = r"平静|冷静|温柔|轻柔|安抚|平稳|安慰"
+# Manner words of sadness: a sad delivery is lower, slower and quieter, at least by IMPLIED_SAD on each scale the
+# instruction does not name (the head alone gave "Say it sadly." pitch 0.975 and energy 0.90, which Piper renders
+# below what a listener, or the talker check, can hear).
+_SAD_EN = r"sad(?:ly|ness)?|sorrowful(?:ly)?|mournful(?:ly)?|griev(?:e|ing)|gloom(?:y|ily)|melanchol\w*" \
+          r"|heavy[- ]hearted"
+_SAD_ZH = r"难过|伤心|悲伤|哀伤|沉痛"
+IMPLIED_SAD = {"pitch": 0.94, "rate": 0.88, "energy": 0.78}
 _NEGATION_EN = re.compile(r"\b(?:not|no|don't|do not|never|without|nor|less)\s+(?:\w+\s+){0,1}$", re.I)
 _NEGATION_ZH = re.compile(r"(?:不要|别|不|勿)(?:太|很|那么)?$")
 
@@ -59,6 +66,7 @@ _RULES = [(key, re.compile(rf"\b(?:{pattern})\b", re.I), _NEGATION_EN) for key, 
          [(key, re.compile(pattern), _NEGATION_ZH) for key, pattern in _ZH.items()]
 _NEUTRAL = [(re.compile(rf"\b(?:{_NEUTRAL_EN})\b", re.I), _NEGATION_EN), (re.compile(_NEUTRAL_ZH), _NEGATION_ZH)]
 _CALM = [(re.compile(rf"\b(?:{_CALM_EN})\b", re.I), _NEGATION_EN), (re.compile(_CALM_ZH), _NEGATION_ZH)]
+_SAD = [(re.compile(rf"\b(?:{_SAD_EN})\b", re.I), _NEGATION_EN), (re.compile(_SAD_ZH), _NEGATION_ZH)]
 
 
 @dataclass
@@ -70,6 +78,7 @@ class ExplicitWords:
     whisper: bool = False
     neutral: bool = False
     calm: bool = False
+    sad: bool = False
 
 
 def _found(pattern: re.Pattern, negation: re.Pattern, text: str) -> bool:
@@ -87,13 +96,14 @@ def read_explicit(text: str) -> ExplicitWords:
     found.whisper = bool(re.search(r"\bwhisper\w*|耳语|悄悄", text, re.I))
     found.neutral = any(_found(pattern, negation, text) for pattern, negation in _NEUTRAL)
     found.calm = any(_found(pattern, negation, text) for pattern, negation in _CALM)
+    found.sad = any(_found(pattern, negation, text) for pattern, negation in _SAD)
     return found
 
 
 def apply_explicit(scales: dict[str, float], words: ExplicitWords) -> dict[str, float]:
     """The head's scales with the explicit directions enforced; with a neutral request, every scale the
     instruction does not name returns to 1.0; with a calm one, loudness and pace it does not name stay at or
-    under 1.0."""
+    under 1.0; with a sad one, every scale it does not name is at least IMPLIED_SAD lower."""
     out = dict(scales)
     for scale, value in scales.items():
         direction = words.directions.get(scale)
@@ -103,6 +113,8 @@ def apply_explicit(scales: dict[str, float], words: ExplicitWords) -> dict[str, 
             out[scale] = max(value, TARGET[(scale, "up")])
         elif words.neutral:
             out[scale] = 1.0
+        elif words.sad and not words.neutral:
+            out[scale] = min(value, IMPLIED_SAD[scale])
         elif words.calm and scale in ("energy", "rate"):
             out[scale] = min(value, 1.0)
     return out
