@@ -294,9 +294,11 @@ def test_talker_through_triton_equals_in_process(triton_cfg):
     20 ms loudness envelope (correlation >= 0.97, RMS within 10 %).
 
     Piper is not deterministic: its VITS graph samples noise (noise_scale, noise_w) with an unseeded
-    RandomNormal inside ONNX Runtime, so two in-process calls already differ (durations by ~3% here). For Piper
-    the test checks what must hold anyway: same sample rate, chunking and engine, duration within 10% and
-    loudness (RMS) within 25% of in-process."""
+    RandomNormal inside ONNX Runtime, so two in-process calls already differ: over 400 calls of the sentence below
+    the duration's spread was 2% (one standard deviation) with a long upper tail (+10% at most), so one call against
+    one call missed a 10% bound in about 3 of 1000 pairs (a CI run hit +10.3%). For Piper the test speaks the
+    sentence five times each way and checks what must hold anyway: same sample rate, chunking and engine, median
+    duration within 10% and median loudness (RMS) within 25% of in-process."""
     from emoomni.services.talker.core import TalkerCore
     from emoomni.services.talker.triton_backend import TritonTalkerCore
 
@@ -320,12 +322,18 @@ def test_talker_through_triton_equals_in_process(triton_cfg):
     assert abs(_rms(pcm_there) / _rms(breathy_here) - 1) < 0.10
 
     text, instruction = "Take a slow breath with me. We will look at it together.", _instruction(rate_scale=0.8)
-    chunks_here, pcm_here = _speak(local, text, instruction, "piper")
-    chunks_there, pcm_there = _speak(remote, text, instruction, "piper")
-    assert [(c.seq, c.sample_rate, c.talker) for c in chunks_there] == [(c.seq, c.sample_rate, c.talker)
-                                                                          for c in chunks_here]
-    assert abs(pcm_there.size / pcm_here.size - 1) < 0.10
-    assert abs(_rms(pcm_there) / _rms(pcm_here) - 1) < 0.25
+    spoken_here = [_speak(local, text, instruction, "piper") for _ in range(_PIPER_SAMPLES)]
+    spoken_there = [_speak(remote, text, instruction, "piper") for _ in range(_PIPER_SAMPLES)]
+    for chunks_there, _ in spoken_there:
+        assert [(c.seq, c.sample_rate, c.talker) for c in chunks_there] == [
+            (c.seq, c.sample_rate, c.talker) for c in spoken_here[0][0]]
+    sizes_here, sizes_there = ([pcm.size for _, pcm in spoken] for spoken in (spoken_here, spoken_there))
+    assert abs(np.median(sizes_there) / np.median(sizes_here) - 1) < 0.10
+    loudness_here, loudness_there = ([_rms(pcm) for _, pcm in spoken] for spoken in (spoken_here, spoken_there))
+    assert abs(np.median(loudness_there) / np.median(loudness_here) - 1) < 0.25
+
+
+_PIPER_SAMPLES = 5
 
 
 def _rms(pcm: np.ndarray) -> float:
