@@ -11,15 +11,15 @@ from grpc_health.v1 import health
 
 from emoomni.core.bus import Bus
 from emoomni.core.media import MediaError
+from emoomni.core.registry import STAGES
 from emoomni.core.security import PathNotAllowed
 from emoomni.core.service import StageService, error_message, set_serving
 from emoomni.core.telemetry import context_from
-from emoomni.services.gateway.core import GatewayCore, TurnFailed
+from emoomni.services.gateway.core import GatewayCore, StagePresence, TurnFailed
 from emoomni.services.gateway.session import LiveSessions, SessionError
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
-STAGES = ("perception", "reasoning", "instruction", "talker")
 READINESS_POLL_S = 1.0
 # A stage counts as gone after this many unanswered presence checks in a row: one slow answer on a loaded
 # machine must not flip the health (a dead replica's connection closes, so the next check fails at once).
@@ -39,7 +39,8 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
 
     async def attach(self, bus: Bus) -> None:
         self.bus = bus
-        self.core = GatewayCore(self.cfg, bus)
+        self.presence = StagePresence()
+        self.core = GatewayCore(self.cfg, bus, self.presence)
         self.live = LiveSessions(self.cfg, self.core, self.listening_models)
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
@@ -57,6 +58,7 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
             alive = await asyncio.gather(*(self.bus.stage_alive(stage) for stage in STAGES), return_exceptions=True)
             for stage, ok in zip(STAGES, alive, strict=True):
                 misses[stage] = 0 if ok is True else misses[stage] + 1
+                self.presence.checked(stage, ok is True)
             missing = [stage for stage in STAGES if misses[stage] >= MISSES_TO_DOWN]
             if missing != self.missing:
                 await set_serving(health_servicer, [self.grpc_service], serving=not missing)
