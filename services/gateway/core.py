@@ -242,6 +242,10 @@ class WorkWatch:
         self.outages = outages
         self.presence = presence
         self.items: dict[str, tuple[str, float]] = {}  # work id -> (stage, last sign of life)
+        # Items some replica has reported working on. The gateway sees a work item as it is handed on, before any
+        # replica takes it (and, being subscribed to its subject, keeps NATS from answering "no responders"): an
+        # item nobody took must not count as a sign that its stage is alive.
+        self.taken: set[str] = set()
         self.finished: set[str] = set()
         self.needed: set[str] = set(STAGES)
 
@@ -273,6 +277,7 @@ class WorkWatch:
             self.items.pop(work_id, None)
         else:
             self.items[work_id] = (stage, time.monotonic())
+            self.taken.add(work_id)
 
     def problem(self, bus: Bus) -> tuple[str, str, str] | None:
         """(code, stage, message) when the turn cannot finish any more."""
@@ -285,7 +290,7 @@ class WorkWatch:
                 return ("UNAVAILABLE", stage, f"the {stage} replica working on this turn stopped (no sign of life "
                         f"for {self.stall_s:.0f} s); please send the turn again")
         if self.presence is not None:
-            beating = {stage for stage, _ in self.items.values()}
+            beating = {stage for work_id, (stage, _) in self.items.items() if work_id in self.taken}
             for stage in sorted(self.needed - beating, key=STAGES.index):
                 if self.presence.silent_s(stage) > self.stall_s:
                     return ("UNAVAILABLE", stage, f"no {stage} replica has been on the bus for {self.stall_s:.0f} s "

@@ -53,21 +53,35 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
         self._readiness = asyncio.create_task(self._watch_stages(health_servicer))
 
     async def _watch_stages(self, health_servicer: health.aio.HealthServicer) -> None:
+        """One prober per stage: a stage slow to answer (busy on a loaded machine) must not delay the news that
+        another one is gone, which running turns act on (`StagePresence`)."""
         misses = dict.fromkeys(STAGES, MISSES_TO_DOWN)  # none has answered yet
-        while True:
-            alive = await asyncio.gather(*(self.bus.stage_alive(stage) for stage in STAGES), return_exceptions=True)
-            for stage, ok in zip(STAGES, alive, strict=True):
-                misses[stage] = 0 if ok is True else misses[stage] + 1
-                self.presence.checked(stage, ok is True)
-            missing = [stage for stage in STAGES if misses[stage] >= MISSES_TO_DOWN]
-            if missing != self.missing:
-                await set_serving(health_servicer, [self.grpc_service], serving=not missing)
-                if missing:
-                    log.warning("gateway NOT_SERVING: no live %s replica on the bus", ", ".join(missing))
-                else:
-                    log.info("gateway SERVING: every stage has a live replica")
-                self.missing = missing
-            await asyncio.sleep(READINESS_POLL_S)
+        changed = asyncio.Event()
+
+        async def probe(stage: str) -> None:
+            while True:
+                answered = await self.bus.stage_alive(stage)
+                misses[stage] = 0 if answered else misses[stage] + 1
+                self.presence.checked(stage, answered)
+                changed.set()
+                await asyncio.sleep(READINESS_POLL_S)
+
+        probers = [asyncio.create_task(probe(stage)) for stage in STAGES]
+        try:
+            while True:
+                await changed.wait()
+                changed.clear()
+                missing = [stage for stage in STAGES if misses[stage] >= MISSES_TO_DOWN]
+                if missing != self.missing:
+                    await set_serving(health_servicer, [self.grpc_service], serving=not missing)
+                    if missing:
+                        log.warning("gateway NOT_SERVING: no live %s replica on the bus", ", ".join(missing))
+                    else:
+                        log.info("gateway SERVING: every stage has a live replica")
+                    self.missing = missing
+        finally:
+            for prober in probers:
+                prober.cancel()
 
     async def _serve_turn(self, request: agent_pb2.ConverseRequest, context: grpc.aio.ServicerContext):
         from opentelemetry import context as otel_context

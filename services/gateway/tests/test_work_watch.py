@@ -33,12 +33,19 @@ def test_a_needed_stage_without_replicas_ends_the_turn_and_a_finished_one_does_n
                 assert (code, stage) == ("UNAVAILABLE", "instruction")
                 assert "no instruction replica" in message
 
+                watch.handed("instruction", "w2")  # the strategy is handed on, but no replica takes it
+                assert watch.problem(bus)[1] == "instruction", "an item nobody took is no sign of life"
+                watch.heartbeat(b"instruction w2 busy")
+                assert watch.problem(bus) is None, "a replica took it after all"
+                watch.heartbeat(b"instruction w2 done")
                 watch.finished_part(agent_pb2.TurnEvent(instruction={"text": "Speak softly."}))
                 assert watch.problem(bus) is None, "the turn already has its instruction"
 
                 _silence(presence, "perception", 0.3)
                 watch.heartbeat(b"reasoning w1 busy")
-                assert watch.problem(bus) is None, "perception is not needed by a turn whose reasoning runs"
+                assert watch.problem(bus)[1] == "perception", "perception has not sent its result yet"
+                watch.finished_part(agent_pb2.TurnEvent(perception=perception_pb2.PerceptionResult()))
+                assert watch.problem(bus) is None, "a turn that has its perception does not need the stage"
             finally:
                 await bus.close()
 
