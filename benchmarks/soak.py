@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -38,14 +39,28 @@ def stack_rss_mib() -> dict[str, float]:
     return out
 
 
-def run_soak(gateway: str, clip: Path, clients: int, seconds: float) -> dict:
+def run_soak(gateway: str, clip: Path, clients: int, seconds: float, rss_every_s: float = 0.0) -> dict:
+    """Turns for `seconds`; with `rss_every_s`, also the stack's RSS at that interval (a curve that levels off is
+    warm-up or allocator high water, one that keeps rising is a leak)."""
     stop_at = time.monotonic() + seconds
+    samples: list[dict] = []
+    sampling = threading.Event()
+
+    def sample() -> None:
+        started = time.monotonic()
+        while not sampling.wait(rss_every_s):
+            samples.append({"minute": round((time.monotonic() - started) / 60, 1), **stack_rss_mib()})
+
+    sampler = threading.Thread(target=sample, daemon=True) if rss_every_s else None
+    if sampler:
+        sampler.start()
     outcomes = run_clients(gateway, clip, clients, lambda done: time.monotonic() < stop_at)
+    sampling.set()
     ok = [o for o in outcomes if o.ok]
     failed = [o.problem for o in outcomes if not o.ok]
     return {"turns": len(outcomes), "failed": len(failed), "failures": failed[:20],
             "first_audio_ms": summary([o.first_audio_ms for o in ok]) if ok else {},
-            "total_ms": summary([o.total_ms for o in ok]) if ok else {}}
+            "total_ms": summary([o.total_ms for o in ok]) if ok else {}, "rss_mib_by_minute": samples}
 
 
 def main() -> int:
@@ -53,20 +68,22 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=30.0)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--clip", default=str(ROOT.parent / "shared" / "media" / "merged_7e578e0b.mp4"))
+    parser.add_argument("--rss-every-s", type=float, default=60.0, help="RSS sampling interval (0: start and end)")
+    parser.add_argument("--name", default="soak", help="results/<name>.json")
     args = parser.parse_args()
     clip = Path(args.clip)
     with stack_processes() as (addrs, _):
         warm = run_soak(addrs["gateway"], clip, args.clients, 1.0)  # one turn per client: models warm
         rss_start = stack_rss_mib()
         started = time.time()
-        result = run_soak(addrs["gateway"], clip, args.clients, args.minutes * 60)
+        result = run_soak(addrs["gateway"], clip, args.clients, args.minutes * 60, args.rss_every_s)
         rss_end = stack_rss_mib()
     growth = {name: round(100 * (rss_end[name] - mib) / mib, 1)
               for name, mib in rss_start.items() if name in rss_end}
     report = {"minutes": args.minutes, "clients": args.clients, "clip": clip.name, "warmup_failed": warm["failed"],
               "started_unix": int(started), **result, "rss_mib_start": rss_start, "rss_mib_end": rss_end,
               "rss_growth_pct": growth}
-    path = save("soak", report)
+    path = save(args.name, report)
     print(f"{result['turns']} turns, {result['failed']} failed in {args.minutes:g} min with {args.clients} clients")
     if result["first_audio_ms"]:
         fa, total = result["first_audio_ms"], result["total_ms"]

@@ -273,6 +273,48 @@ def test_a_turn_can_ask_for_its_own_talker(stack, english_clip):
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_a_turn_its_caller_abandons_stops_on_the_bus(stack, english_clip):
+    """A client that vanishes mid-turn (its channel closed at the first E-CoT text): the gateway cancels the turn
+    on the bus, and no stage publishes reasoning text, a sentence or audio of it a second after that."""
+    import asyncio
+
+    import nats
+
+    turn_id = f"abandoned-{time.time_ns()}"
+    seen: list[tuple[float, str]] = []
+
+    def abandon() -> None:
+        client = Client(stack["gateway"])
+        for event in client.converse(english_clip, turn_id=turn_id):
+            if event.WhichOneof("event") == "ecot_delta":
+                break
+        client.close()
+
+    async def watch() -> None:
+        nc = await nats.connect(stack["nats"])
+
+        async def on_message(msg) -> None:
+            seen.append((time.monotonic(), msg.subject.rsplit(".", 1)[-1]))
+
+        await nc.subscribe(f"emoomni.v1.turn.{turn_id}.>", cb=on_message)
+        await nc.flush()
+        abandoned = asyncio.get_running_loop().run_in_executor(None, abandon)
+        await abandoned
+        closed_at = time.monotonic()
+        await asyncio.sleep(8.0)
+        await nc.close()
+        seen.append((closed_at, "caller gone"))
+
+    asyncio.run(watch())
+    gone = next(at for at, kind in seen if kind == "caller gone")
+    cancels = [at for at, kind in seen if kind == "cancel"]
+    assert cancels and cancels[0] - gone < 3.0, seen
+    late = [(round(at - cancels[0], 2), kind) for at, kind in seen
+            if kind in ("ecot", "speak", "audio") and at > cancels[0] + 1.0]
+    assert not late, late
+    assert any(kind == "ecot" for _, kind in seen), "the turn was under way when its caller left"
+
+
 CLIENT_ONLY_TURN = """
 import importlib.resources, importlib.util, json, sys
 from emoomni import Client

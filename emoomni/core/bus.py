@@ -274,7 +274,7 @@ class Bus:
         except Exception:
             return False
 
-    async def key_value(self, bucket: str, ttl_s: int):
+    async def key_value(self, bucket: str, ttl_s: float):
         """A JetStream key-value bucket that keeps the latest value per key (created on first use)."""
         js = self.nc.jetstream()
         try:

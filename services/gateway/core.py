@@ -16,6 +16,7 @@ from opentelemetry import trace
 from emoomni.core.bus import WORK_HEADER, Bus, Kind, StageUnavailable, deadline_in, new_turn_id, subject, valid_turn_id
 from emoomni.core.config import StackConfig
 from emoomni.core.media import MediaError
+from emoomni.core.registry import STAGES
 from emoomni.core.security import check_media_path
 from emoomni.core.telemetry import tracer_for
 from emoomni.services.gateway.turn import TurnAssembler
@@ -44,10 +45,34 @@ class TurnFailed(Exception):
         self.code, self.stage = code, stage
 
 
+class StagePresence:
+    """How long each stage has failed every presence check in a row (kept by the gateway's readiness watch).
+
+    Counted from the stage's last answer to its latest check, so a gateway whose own loop stalls (and checks
+    nothing) never mistakes that for a missing stage."""
+
+    def __init__(self):
+        started = time.monotonic()
+        self._answered = dict.fromkeys(STAGES, started)
+        self._checked = dict.fromkeys(STAGES, started)
+
+    def checked(self, stage: str, answered: bool) -> None:
+        now = time.monotonic()
+        self._checked[stage] = now
+        if answered:
+            self._answered[stage] = now
+
+    def silent_s(self, stage: str) -> float:
+        return max(0.0, self._checked.get(stage, 0.0) - self._answered.get(stage, 0.0))
+
+
 class GatewayCore:
-    def __init__(self, cfg: StackConfig, bus: Bus):
+    def __init__(self, cfg: StackConfig, bus: Bus, presence: StagePresence | None = None):
         self.cfg = cfg
         self.bus = bus
+        # Kept by the gateway service's readiness watch; without one (e.g. `emoomni chat`, all stages in one
+        # process) only the heartbeats of handed-on work are watched.
+        self.presence = presence
         self.tracer = tracer_for(f"{cfg.service_name_prefix}-gateway")
 
     def validate(self, request: agent_pb2.ConverseRequest) -> None:
@@ -140,13 +165,14 @@ class GatewayCore:
             subs = [await self.bus.nc.subscribe(subject(turn_id, kind), cb=on_message) for kind in _FORWARDED]
             try:
                 deadline_ns = deadline_in(self.cfg.deadlines.turn_s)
-                watch = WorkWatch(self.cfg.deadlines.stall_s, self.bus.outages)
+                watch = WorkWatch(self.cfg.deadlines.stall_s, self.bus.outages, self.presence)
                 try:
                     stage, work_id = await start(deadline_ns)
                 except StageUnavailable as exc:
                     error = agent_pb2.TurnError(code="UNAVAILABLE", message=str(exc), stage="gateway")
                     yield agent_pb2.TurnEvent(turn_id=turn_id, error=error)
                     raise TurnFailed(error.code, error.message, error.stage) from exc
+                watch.starts_at(stage)
                 watch.handed(stage, work_id)
                 async for event in self._events(assembler, inbox, deadline_ns, watch):
                     yield event
@@ -164,6 +190,11 @@ class GatewayCore:
                 for sub in subs:
                     with contextlib.suppress(Exception):
                         await sub.unsubscribe()
+                if not assembler.complete or assembler.error is not None:
+                    # Failed, timed out or abandoned by its caller: stop whatever of the turn still runs, so
+                    # that no replica spends the machine on a reply nobody will hear.
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self.bus.cancel_turn(turn_id), 3.0)
 
     async def _events(self, assembler: TurnAssembler, inbox: asyncio.Queue, deadline_ns: int,
                       watch: WorkWatch) -> AsyncIterator[agent_pb2.TurnEvent]:
@@ -190,6 +221,7 @@ class GatewayCore:
             if kind in _WORK and headers and headers.get(WORK_HEADER):
                 watch.handed(_WORK[kind], headers[WORK_HEADER])
             for event in assembler.handle(kind, data):
+                watch.finished_part(event)
                 yield event
             if assembler.error is not None:
                 return
@@ -199,16 +231,37 @@ class WorkWatch:
     """The turn's work items in the hands of some replica, and when each last showed a sign of life.
 
     An item whose replica died (kill -9, out of memory) stops beating; the turn then ends with UNAVAILABLE
-    after `stall_s` instead of at its deadline. A bus outage loses the turn's messages, so it ends the turn
-    at once."""
+    after `stall_s` instead of at its deadline. So does a stage the turn still needs (one it has not finished
+    its part yet) that has answered no presence check for `stall_s`: its work is not handed on yet, but the turn
+    cannot finish without it. A bus outage loses the turn's messages, so it ends the turn at once."""
 
     CHECK_S = 0.5
 
-    def __init__(self, stall_s: float, outages: int):
+    def __init__(self, stall_s: float, outages: int, presence: StagePresence | None = None):
         self.stall_s = stall_s
         self.outages = outages
+        self.presence = presence
         self.items: dict[str, tuple[str, float]] = {}  # work id -> (stage, last sign of life)
+        # Items some replica has reported working on. The gateway sees a work item as it is handed on, before any
+        # replica takes it (and, being subscribed to its subject, keeps NATS from answering "no responders"): an
+        # item nobody took must not count as a sign that its stage is alive.
+        self.taken: set[str] = set()
         self.finished: set[str] = set()
+        self.needed: set[str] = set(STAGES)
+
+    def starts_at(self, stage: str) -> None:
+        """The turn's first stage (a typed turn skips perception)."""
+        self.needed = set(STAGES[STAGES.index(stage):])
+
+    def finished_part(self, event: agent_pb2.TurnEvent) -> None:
+        """Strike a stage off once the caller has its part (the talker stays needed until the turn is done)."""
+        which = event.WhichOneof("event")
+        if which == "perception":
+            self.needed.discard("perception")
+        elif which == "instruction":
+            self.needed.discard("instruction")
+        elif which == "timing" and event.timing.stage == "reasoning" and event.timing.sentences:
+            self.needed.discard("reasoning")
 
     def handed(self, stage: str, work_id: str) -> None:
         if work_id not in self.finished:
@@ -224,6 +277,7 @@ class WorkWatch:
             self.items.pop(work_id, None)
         else:
             self.items[work_id] = (stage, time.monotonic())
+            self.taken.add(work_id)
 
     def problem(self, bus: Bus) -> tuple[str, str, str] | None:
         """(code, stage, message) when the turn cannot finish any more."""
@@ -235,4 +289,10 @@ class WorkWatch:
             if now - seen > self.stall_s:
                 return ("UNAVAILABLE", stage, f"the {stage} replica working on this turn stopped (no sign of life "
                         f"for {self.stall_s:.0f} s); please send the turn again")
+        if self.presence is not None:
+            beating = {stage for work_id, (stage, _) in self.items.items() if work_id in self.taken}
+            for stage in sorted(self.needed - beating, key=STAGES.index):
+                if self.presence.silent_s(stage) > self.stall_s:
+                    return ("UNAVAILABLE", stage, f"no {stage} replica has been on the bus for {self.stall_s:.0f} s "
+                            "and this turn still needs one; please send the turn again")
         return None

@@ -89,10 +89,10 @@ def _render(turn: RememberedTurn) -> str:
     return f"- User: {turn.user}{feeling}\n  You: {reply}{cut}"
 
 
-class SessionStore:
-    """Session memories in a NATS key-value bucket (JetStream), one key per session."""
+class _Bucket:
+    """A NATS key-value bucket opened on first use (and again after a failure reset `_kv`)."""
 
-    def __init__(self, bus: Bus, bucket: str, ttl_s: int):
+    def __init__(self, bus: Bus, bucket: str, ttl_s: float):
         self.bus, self.bucket, self.ttl_s = bus, bucket, ttl_s
         self._kv = None
 
@@ -100,6 +100,10 @@ class SessionStore:
         if self._kv is None:
             self._kv = await self.bus.key_value(self.bucket, self.ttl_s)
         return self._kv
+
+
+class SessionStore(_Bucket):
+    """Session memories in a NATS key-value bucket (JetStream), one key per session."""
 
     async def load(self, session_id: str) -> SessionMemory | None:
         try:
@@ -117,19 +121,14 @@ class SessionStore:
             log.warning("session %s: memory not saved to the store", memory.session_id, exc_info=True)
 
 
-class SessionLocks:
+class SessionLocks(_Bucket):
     """Which gateway replica holds each live session, in a NATS key-value bucket whose entries expire after
     `ttl_s`: the holder renews its entry while the session lives, so a replica that dies frees its sessions
     within `ttl_s` and another replica may then resume them."""
 
     def __init__(self, bus: Bus, bucket: str, ttl_s: float, holder: str):
-        self.bus, self.bucket, self.ttl_s, self.holder = bus, bucket, ttl_s, holder
-        self._kv = None
-
-    async def _store(self):
-        if self._kv is None:
-            self._kv = await self.bus.key_value(self.bucket, self.ttl_s)
-        return self._kv
+        super().__init__(bus, bucket, ttl_s)
+        self.holder = holder
 
     async def claim(self, session_id: str) -> asyncio.Task | None:
         """Hold the session until the returned task is cancelled; None when another replica holds it. Best
@@ -146,11 +145,21 @@ class SessionLocks:
         return asyncio.create_task(self._hold(kv, session_id, revision))
 
     async def _hold(self, kv, session_id: str, revision: int) -> None:
+        held = True
         try:
-            while True:
+            while held:
                 await asyncio.sleep(self.ttl_s / 3)
-                with contextlib.suppress(Exception):  # a bus outage: renewed at the next beat, or it lapses
+                try:
                     revision = await kv.update(session_id, self.holder.encode(), last=revision)
+                except KeyWrongLastSequenceError:
+                    # The entry lapsed (a long bus outage) and another replica claimed the session: it is theirs
+                    # now, so stop renewing and leave their entry alone.
+                    held = False
+                    log.warning("session %s: the lock lapsed and another gateway replica holds it now", session_id)
+                except Exception:  # a bus outage: renewed at the next beat, or it lapses
+                    log.debug("session %s: lock not renewed", session_id, exc_info=True)
+            await asyncio.sleep(float("inf"))
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(kv.delete(session_id))
+            if held:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(kv.delete(session_id))

@@ -11,15 +11,15 @@ from grpc_health.v1 import health
 
 from emoomni.core.bus import Bus
 from emoomni.core.media import MediaError
+from emoomni.core.registry import STAGES
 from emoomni.core.security import PathNotAllowed
 from emoomni.core.service import StageService, error_message, set_serving
 from emoomni.core.telemetry import context_from
-from emoomni.services.gateway.core import GatewayCore, TurnFailed
+from emoomni.services.gateway.core import GatewayCore, StagePresence, TurnFailed
 from emoomni.services.gateway.session import LiveSessions, SessionError
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
-STAGES = ("perception", "reasoning", "instruction", "talker")
 READINESS_POLL_S = 1.0
 # A stage counts as gone after this many unanswered presence checks in a row: one slow answer on a loaded
 # machine must not flip the health (a dead replica's connection closes, so the next check fails at once).
@@ -39,7 +39,8 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
 
     async def attach(self, bus: Bus) -> None:
         self.bus = bus
-        self.core = GatewayCore(self.cfg, bus)
+        self.presence = StagePresence()
+        self.core = GatewayCore(self.cfg, bus, self.presence)
         self.live = LiveSessions(self.cfg, self.core, self.listening_models)
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
@@ -52,20 +53,35 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
         self._readiness = asyncio.create_task(self._watch_stages(health_servicer))
 
     async def _watch_stages(self, health_servicer: health.aio.HealthServicer) -> None:
+        """One prober per stage: a stage slow to answer (busy on a loaded machine) must not delay the news that
+        another one is gone, which running turns act on (`StagePresence`)."""
         misses = dict.fromkeys(STAGES, MISSES_TO_DOWN)  # none has answered yet
-        while True:
-            alive = await asyncio.gather(*(self.bus.stage_alive(stage) for stage in STAGES), return_exceptions=True)
-            for stage, ok in zip(STAGES, alive, strict=True):
-                misses[stage] = 0 if ok is True else misses[stage] + 1
-            missing = [stage for stage in STAGES if misses[stage] >= MISSES_TO_DOWN]
-            if missing != self.missing:
-                await set_serving(health_servicer, [self.grpc_service], serving=not missing)
-                if missing:
-                    log.warning("gateway NOT_SERVING: no live %s replica on the bus", ", ".join(missing))
-                else:
-                    log.info("gateway SERVING: every stage has a live replica")
-                self.missing = missing
-            await asyncio.sleep(READINESS_POLL_S)
+        changed = asyncio.Event()
+
+        async def probe(stage: str) -> None:
+            while True:
+                answered = await self.bus.stage_alive(stage)
+                misses[stage] = 0 if answered else misses[stage] + 1
+                self.presence.checked(stage, answered)
+                changed.set()
+                await asyncio.sleep(READINESS_POLL_S)
+
+        probers = [asyncio.create_task(probe(stage)) for stage in STAGES]
+        try:
+            while True:
+                await changed.wait()
+                changed.clear()
+                missing = [stage for stage in STAGES if misses[stage] >= MISSES_TO_DOWN]
+                if missing != self.missing:
+                    await set_serving(health_servicer, [self.grpc_service], serving=not missing)
+                    if missing:
+                        log.warning("gateway NOT_SERVING: no live %s replica on the bus", ", ".join(missing))
+                    else:
+                        log.info("gateway SERVING: every stage has a live replica")
+                    self.missing = missing
+        finally:
+            for prober in probers:
+                prober.cancel()
 
     async def _serve_turn(self, request: agent_pb2.ConverseRequest, context: grpc.aio.ServicerContext):
         from opentelemetry import context as otel_context

@@ -55,3 +55,39 @@ def test_one_turn_longer_than_half_the_budget_is_still_seen():
     context, turns = memory.context(6, 1500)
     assert turns == 1 and "x x x" in context
     assert memory.context(0, 1500) == ("", 0)
+
+
+def test_a_lapsed_lock_taken_by_another_replica_is_left_to_it():
+    """Replica A's lock lapses (its entry is gone, as after a bus outage longer than the TTL) and replica B claims
+    the session. A's next renewal finds B's entry: A stops renewing, and when A's session ends it does not delete
+    B's lock."""
+    import asyncio
+
+    from emoomni.core.bus import Bus
+    from emoomni.core.natsserver import NatsServer
+    from emoomni.services.gateway.memory import SessionLocks
+
+    async def scenario():
+        with NatsServer() as nats:
+            bus = await Bus.connect(nats.url, "locks-test")
+            try:
+                kv = await bus.key_value("locks_test", 30.0)  # entries live 30 s: the lapse is made by hand
+                a = SessionLocks(bus, "locks_test", ttl_s=0.3, holder="replica-a")  # renews every 0.1 s
+                b = SessionLocks(bus, "locks_test", ttl_s=30.0, holder="replica-b")
+                held_by_a = await a.claim("s1")
+                assert held_by_a is not None
+                assert await b.claim("s1") is None, "one holder at a time"
+                await kv.purge("s1")  # the lapse
+                held_by_b = await b.claim("s1")
+                assert held_by_b is not None
+                await asyncio.sleep(0.5)  # A tries to renew and finds B's entry
+                held_by_a.cancel()
+                await asyncio.gather(held_by_a, return_exceptions=True)
+                entry = await kv.get("s1")
+                assert entry.value == b"replica-b"
+                held_by_b.cancel()
+                await asyncio.gather(held_by_b, return_exceptions=True)
+            finally:
+                await bus.close()
+
+    asyncio.run(scenario())

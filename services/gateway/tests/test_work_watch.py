@@ -1,0 +1,73 @@
+"""The gateway's watch over a turn: which stages a turn still needs, and when a silent stage ends it."""
+
+import asyncio
+import time
+
+from emoomni.core.bus import Bus
+from emoomni.core.natsserver import NatsServer
+from emoomni.services.gateway.core import StagePresence, WorkWatch
+from emoomni.v1 import agent_pb2, perception_pb2
+
+
+def _silence(presence: StagePresence, stage: str, seconds: float) -> None:
+    """Checks that the stage has failed for `seconds`, the others answering (what the readiness watch records)."""
+    for name in ("perception", "reasoning", "instruction", "talker"):
+        presence.checked(name, answered=True)
+    time.sleep(seconds)
+    for name in ("perception", "reasoning", "instruction", "talker"):
+        presence.checked(name, answered=name != stage)
+
+
+def test_a_needed_stage_without_replicas_ends_the_turn_and_a_finished_one_does_not():
+    async def scenario():
+        with NatsServer() as nats:
+            bus = await Bus.connect(nats.url, "watch-test")
+            try:
+                presence = StagePresence()
+                watch = WorkWatch(stall_s=0.2, outages=bus.outages, presence=presence)
+                watch.handed("reasoning", "w1")
+                watch.heartbeat(b"reasoning w1 busy")
+                _silence(presence, "instruction", 0.3)
+                watch.heartbeat(b"reasoning w1 busy")  # reasoning is alive and beating, instruction is gone
+                code, stage, message = watch.problem(bus)
+                assert (code, stage) == ("UNAVAILABLE", "instruction")
+                assert "no instruction replica" in message
+
+                watch.handed("instruction", "w2")  # the strategy is handed on, but no replica takes it
+                assert watch.problem(bus)[1] == "instruction", "an item nobody took is no sign of life"
+                watch.heartbeat(b"instruction w2 busy")
+                assert watch.problem(bus) is None, "a replica took it after all"
+                watch.heartbeat(b"instruction w2 done")
+                watch.finished_part(agent_pb2.TurnEvent(instruction={"text": "Speak softly."}))
+                assert watch.problem(bus) is None, "the turn already has its instruction"
+
+                _silence(presence, "perception", 0.3)
+                watch.heartbeat(b"reasoning w1 busy")
+                assert watch.problem(bus)[1] == "perception", "perception has not sent its result yet"
+                watch.finished_part(agent_pb2.TurnEvent(perception=perception_pb2.PerceptionResult()))
+                assert watch.problem(bus) is None, "a turn that has its perception does not need the stage"
+            finally:
+                await bus.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_typed_turn_does_not_need_perception_and_a_short_silence_is_tolerated():
+    presence = StagePresence()
+    watch = WorkWatch(stall_s=0.5, outages=0, presence=presence)
+    watch.starts_at("reasoning")
+    assert watch.needed == {"reasoning", "instruction", "talker"}
+    watch.finished_part(agent_pb2.TurnEvent(perception=perception_pb2.PerceptionResult()))
+    timing = agent_pb2.StageTiming(stage="reasoning", sentences=2)
+    watch.finished_part(agent_pb2.TurnEvent(timing=timing))
+    assert watch.needed == {"instruction", "talker"}
+    _silence(presence, "talker", 0.1)
+    assert presence.silent_s("talker") < 0.5 and presence.silent_s("reasoning") == 0.0
+
+
+def test_a_gateway_that_checks_nothing_counts_no_silence():
+    """A stalled readiness watch (the gateway's own loop busy) must not look like stages that went away."""
+    presence = StagePresence()
+    presence.checked("talker", answered=True)
+    time.sleep(0.2)
+    assert presence.silent_s("talker") == 0.0
