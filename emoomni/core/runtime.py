@@ -199,8 +199,10 @@ def run_stack(cfg: StackConfig, config_path: str | None, ready_timeout_s: float 
     def stop_signal(signum, frame):
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop_signal)
-    signal.signal(signal.SIGHUP, stop_signal)
+    # SIGINT too, explicitly: a process started in the background by a non-interactive shell inherits SIGINT as
+    # ignored, and Python keeps it so; `kill -INT` (or a test's Ctrl-C) would then do nothing.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop_signal)
     try:
         supervisor.start_all()
         print(f"nats-server on {env['NATS_URL']} (monitoring http://{nats_host}:{cfg.nats.monitor_port})", flush=True)
