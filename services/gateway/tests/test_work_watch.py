@@ -35,7 +35,7 @@ def test_a_needed_stage_without_replicas_ends_the_turn_and_a_finished_one_does_n
 
                 watch.handed("instruction", "w2")  # the strategy is handed on, but no replica takes it
                 assert watch.problem(bus)[1] == "instruction", "an item nobody took is no sign of life"
-                watch.heartbeat(b"instruction w2 busy")
+                watch.heartbeat(b"instruction w2 busy host:1")
                 assert watch.problem(bus) is None, "a replica took it after all"
                 watch.heartbeat(b"instruction w2 done")
                 watch.finished_part(agent_pb2.TurnEvent(instruction={"text": "Speak softly."}))
@@ -46,6 +46,29 @@ def test_a_needed_stage_without_replicas_ends_the_turn_and_a_finished_one_does_n
                 assert watch.problem(bus)[1] == "perception", "perception has not sent its result yet"
                 watch.finished_part(agent_pb2.TurnEvent(perception=perception_pb2.PerceptionResult()))
                 assert watch.problem(bus) is None, "a turn that has its perception does not need the stage"
+            finally:
+                await bus.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_item_waiting_in_the_queue_is_not_a_dead_replica():
+    """Work waits in the queue while every replica of its stage is busy, with no heartbeat: while the stage answers
+    presence checks that is no reason to end the turn. An item whose replica died is no sign of life either, once
+    its heartbeats are older than `stall_s`: then the stage's presence decides."""
+    async def scenario():
+        with NatsServer() as nats:
+            bus = await Bus.connect(nats.url, "watch-test")
+            try:
+                presence = StagePresence()
+                watch = WorkWatch(stall_s=0.2, outages=bus.outages, presence=presence)
+                watch.handed("reasoning", "w1")
+                _silence(presence, "nobody", 0.3)
+                assert watch.problem(bus) is None, "queued 0.3 s behind other turns, the stage is up"
+                watch.heartbeat(b"reasoning w1 busy host:1")
+                time.sleep(0.3)  # its replica died; the stage has no replica any more
+                _silence(presence, "reasoning", 0.3)
+                assert watch.problem(bus)[1] == "reasoning"
             finally:
                 await bus.close()
 
