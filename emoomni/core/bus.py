@@ -124,6 +124,7 @@ class Bus:
         # Named in heartbeats: which process holds a turn's work (for operators, and the fault tests).
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self._pullers: list[asyncio.Task] = []
+        self._stages: list[_StageItems] = []
 
     @property
     def js(self):
@@ -160,8 +161,15 @@ class Bus:
         return bus
 
     async def close(self) -> None:
+        """Stop taking work, hand the items in progress back to the queue (another replica takes them at once),
+        then drain the connection."""
         for puller in self._pullers:
             puller.cancel()
+        running = [task for stage in self._stages for task in stage.tasks]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=0.5)
         if not self.nc.is_closed:
             await self.nc.drain()
 
@@ -174,8 +182,10 @@ class Bus:
         the item's id, which the heartbeats of the replica working on it name. `key` tells apart the items of
         one kind that one handler hands on (a sentence index).
 
-        A stage with no replica on the bus is reported at once instead of leaving the item to wait."""
-        if not await self._answers(stage, timeout_s):
+        A turn's first item to a stage with no replica on the bus is refused at once, so the caller hears of it
+        instead of waiting. Items handed on mid-turn wait in the queue: a replica that is restarting takes them
+        when it is back, and the gateway ends the turn if none is within `deadlines.stall_s`."""
+        if not current_work.get() and not await self._answers(stage, timeout_s):
             raise StageUnavailable(f"no {stage} service is running on the bus")
         work_id = child_work_id(subj.rsplit(".", 1)[-1], key)
         headers = {**headers_with_trace(), WORK_HEADER: work_id, MSG_ID_HEADER: work_id}
@@ -235,6 +245,7 @@ class Bus:
         consumer = workqueue.stage_consumer_config(stage, work_subject(kind), self.ack_wait_s, self.max_deliver)
         await workqueue.ensure_consumer(js, consumer)
         items = _StageItems(self, stage, handler)
+        self._stages.append(items)
         await self.nc.subscribe(work_subject(Kind.CANCEL), cb=items.cancel)
         pull = await js.pull_subscribe_bind(stage, WORK_STREAM)
         self._pullers.append(asyncio.create_task(self._pull(pull, consumer, items, max(1, concurrent))))
