@@ -38,7 +38,14 @@ from opentelemetry import trace
 
 from emoomni.core import workqueue
 from emoomni.core.telemetry import context_from, headers_with_trace
-from emoomni.core.workqueue import MSG_ID_HEADER, NOTES_STREAM, WORK_STREAM, child_work_id, current_work
+from emoomni.core.workqueue import (
+    MSG_ID_HEADER,
+    NOTES_STREAM,
+    WORK_STREAM,
+    child_work_id,
+    current_delivery,
+    current_work,
+)
 
 log = logging.getLogger(__name__)
 
@@ -355,6 +362,8 @@ class _StageItems:
     async def _run(self, msg: Msg, work_id: str, turn_id: str) -> None:
         self.held[work_id] = msg
         token = current_work.set(work_id)
+        with contextlib.suppress(Exception):  # a plain NATS message (no JetStream metadata) counts as a first delivery
+            current_delivery.set(msg.metadata.num_delivered)
         confirm = asyncio.create_task(self._confirm(msg.subject, work_id))
         finished = False
         try:

@@ -47,6 +47,13 @@ NOTES_MAX_AGE_S = 300.0
 
 # The work item being handled in this task (its id): items it hands on get ids derived from it.
 current_work: contextvars.ContextVar[str] = contextvars.ContextVar("emoomni_current_work", default="")
+# How many times that item has been delivered (1: the first time).
+current_delivery: contextvars.ContextVar[int] = contextvars.ContextVar("emoomni_current_delivery", default=1)
+
+
+def redelivered() -> bool:
+    """Whether the item being handled was delivered before, to a replica that did not finish it."""
+    return current_delivery.get() > 1
 
 
 def child_work_id(kind: str, key: str | int = "") -> str:

@@ -15,6 +15,7 @@ from emoomni.core.bus import Bus, Kind, subject
 from emoomni.core.media import MediaError, read_source
 from emoomni.core.service import StageService, StageTimeout, error_message, grpc_code_for, now_ns, stage_deadline
 from emoomni.core.text import SentenceSplitter, spoken_language
+from emoomni.core.workqueue import redelivered
 from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY, MediaSource
 from emoomni.services.reasoning.core import ReasoningCore
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, reasoning_pb2, reasoning_pb2_grpc
@@ -65,7 +66,7 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
         # that the work queue drops, so the instruction is read from where the bus keeps it.
         sub = await bus.nc.subscribe(subject(turn_id, Kind.INSTRUCTION), cb=on_instruction)
         try:
-            kept = await bus.kept_note(subject(turn_id, Kind.INSTRUCTION))
+            kept = await bus.kept_note(subject(turn_id, Kind.INSTRUCTION)) if redelivered() else None
             if kept is not None and not instruction.done():
                 instruction.set_result(agent_pb2.TurnEvent.FromString(kept).instruction)
             media = await self._clip(job.media) if self.core.needs_media else None
