@@ -347,7 +347,7 @@ def converse_killing(stack, clip, stage: str, on_kind: str) -> tuple[list, dict[
             kind = msg.subject.rsplit(".", 1)[-1]
             trigger = kind == on_kind
             if kind == "alive":
-                who, work, state, replica = msg.data.decode().split()
+                who, work, state, replica = msg.data.decode().split()[:4]
                 trigger = trigger and who == stage and state == "busy"
                 if who == stage and state == "busy":
                     holders.setdefault(work, set()).add(replica)

@@ -11,9 +11,10 @@ replica stops its work items of that turn (the asyncio task is cancelled, which 
 token or audio piece) and drops any item of that turn that arrives later.
 
 Liveness: a work item carries an id (header ``Emoomni-Work``); the replica that took it publishes
-``<stage> <id> busy <replica>`` on ``emoomni.v1.turn.<turn_id>.alive`` every second while it works and
-``... done ...`` when it is finished, so the gateway sees when the replica holding a turn's work has died. Each
-replica also answers ``emoomni.v1.presence.<stage>``, which tells the gateway whether a stage is up at all.
+``<stage> <id> busy <replica> <delivery> <max deliveries>`` on ``emoomni.v1.turn.<turn_id>.alive`` every second
+while it works and ``... done ...`` when it is finished, so the gateway sees when the replica holding a turn's
+work has died. Each replica also answers ``emoomni.v1.presence.<stage>``, which tells the gateway whether a stage
+is up at all.
 """
 
 from __future__ import annotations
@@ -246,15 +247,12 @@ class Bus:
     async def worker(self, kind: str, stage: str, handler: Handler, *, concurrent: int = 1) -> None:
         """Work the stage's items of `kind` from the work queue, up to `concurrent` at once; the rest wait in the
         queue, where any free replica of the stage can take them."""
-        js = self.js
-        await workqueue.ensure_stream(js, workqueue.work_stream_config([work_subject(k) for k in WORK_KINDS]))
-        await workqueue.ensure_stream(js, workqueue.notes_stream_config([work_subject(Kind.INSTRUCTION)]))
         consumer = workqueue.stage_consumer_config(stage, work_subject(kind), self.ack_wait_s, self.max_deliver)
-        await workqueue.ensure_consumer(js, consumer)
+        await self._ensure_queue(consumer)
         items = _StageItems(self, stage, handler)
         self._stages.append(items)
         await self.nc.subscribe(work_subject(Kind.CANCEL), cb=items.cancel)
-        pull = await js.pull_subscribe_bind(stage, WORK_STREAM)
+        pull = await self.js.pull_subscribe_bind(stage, WORK_STREAM)
         self._pullers.append(asyncio.create_task(self._pull(pull, consumer, items, max(1, concurrent))))
         await self.nc.flush()  # the server knows the subscriptions before the stage reports itself ready
 
@@ -275,10 +273,18 @@ class Bus:
                 log.warning("%s: fetching work failed (%s); trying again", items.stage, exc)
                 await asyncio.sleep(1.0)
                 with contextlib.suppress(Exception):
-                    await workqueue.ensure_consumer(self.js, consumer)
+                    await self._ensure_queue(consumer)
             finally:
                 if not started:
                     slots.release()
+
+    async def _ensure_queue(self, consumer) -> None:
+        """The work streams and this stage's consumer: made at start, and again if a bus without persistent
+        storage lost them."""
+        js = self.js
+        await workqueue.ensure_stream(js, workqueue.work_stream_config([work_subject(k) for k in WORK_KINDS]))
+        await workqueue.ensure_stream(js, workqueue.notes_stream_config([work_subject(Kind.INSTRUCTION)]))
+        await workqueue.ensure_consumer(js, consumer)
 
     async def cancel_turn(self, turn_id: str) -> None:
         """Tell every replica to stop the turn's work and drop its waiting items (see the module docstring)."""
@@ -288,11 +294,12 @@ class Bus:
         with contextlib.suppress(Exception):  # no work queue yet, or the bus is down: nothing waits there
             await self.js.purge_stream(WORK_STREAM, subject=subject(turn_id, "*"))
 
-    async def alive(self, work_subj: str, stage: str, work_id: str, state: str) -> None:
-        """One heartbeat of a work item (see the module docstring)."""
+    async def alive(self, work_subj: str, stage: str, work_id: str, state: str, delivery: int = 1) -> None:
+        """One heartbeat of a work item (see the module docstring); `delivery` counts from 1, and an item on its
+        last delivery (`max_deliver`) whose heartbeats stop will not come back."""
         try:
             await self.nc.publish(subject(turn_id_of(work_subj), Kind.ALIVE),
-                                  f"{stage} {work_id} {state} {self.replica}".encode())
+                                  f"{stage} {work_id} {state} {self.replica} {delivery} {self.max_deliver}".encode())
         except Exception:  # the bus is down: the gateway learns that from its own connection
             log.debug("heartbeat not sent", exc_info=True)
 
@@ -362,8 +369,7 @@ class _StageItems:
     async def _run(self, msg: Msg, work_id: str, turn_id: str) -> None:
         self.held[work_id] = msg
         token = current_work.set(work_id)
-        with contextlib.suppress(Exception):  # a plain NATS message (no JetStream metadata) counts as a first delivery
-            current_delivery.set(msg.metadata.num_delivered)
+        current_delivery.set(_delivery(msg))
         confirm = asyncio.create_task(self._confirm(msg.subject, work_id))
         finished = False
         try:
@@ -386,9 +392,10 @@ class _StageItems:
 
     async def _confirm(self, work_subj: str, work_id: str) -> None:
         while True:
+            latest = self.held[work_id]
             with contextlib.suppress(Exception):
-                await self.held[work_id].in_progress()
-            await self.bus.alive(work_subj, self.stage, work_id, "busy")
+                await latest.in_progress()
+            await self.bus.alive(work_subj, self.stage, work_id, "busy", _delivery(latest))
             await asyncio.sleep(HEARTBEAT_S)
 
     async def cancel(self, msg: Msg) -> None:
@@ -397,6 +404,13 @@ class _StageItems:
         for task, task_turn in list(self.tasks.items()):
             if task_turn == turn_id:
                 task.cancel()
+
+
+def _delivery(msg: Msg) -> int:
+    try:
+        return msg.metadata.num_delivered
+    except Exception:  # a plain NATS message: its first and only delivery
+        return 1
 
 
 class _RecentTurns:

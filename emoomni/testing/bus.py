@@ -25,7 +25,7 @@ MESSAGE_OF_KIND: dict[str, type[Message]] = {
 
 @dataclass
 class Send:
-    """A work item for `stage`, dispatched on the turn's `kind` subject (a replica must acknowledge it)."""
+    """A work item for `stage`, dispatched on the turn's `kind` subject (the stage must have a replica on the bus)."""
 
     kind: str
     message: Message

@@ -124,3 +124,36 @@ def test_a_stage_with_no_replica_is_reported_at_once():
             await gateway.close()
 
     asyncio.run(scenario())
+
+
+def test_replicas_make_the_queue_again_when_the_bus_lost_it():
+    """A bus without persistent storage (an external nats-server restarted, or a stream deleted by hand) loses the
+    work stream and the consumers: the replicas notice at their next fetch and make them again."""
+
+    async def scenario():
+        with NatsServer() as nats:
+            gateway = await Bus.connect(nats.url, "gateway")
+            took: list[str] = []
+
+            async def handle(msg) -> None:
+                took.append(msg.headers["Emoomni-Work"])
+
+            a = await replica(nats.url, "a", "talker", handle)
+            await gateway.js.delete_stream(WORK_STREAM)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            work_id = ""
+            while not work_id:
+                try:
+                    work_id = await gateway.dispatch(subject("t4", Kind.SPEAK), bus_pb2.SpeakJob(turn_id="t4"),
+                                                     "talker", timeout_s=1)
+                except Exception:
+                    assert loop.time() < deadline, "the work queue did not come back"
+                    await asyncio.sleep(0.5)
+            while work_id not in took:
+                assert loop.time() < deadline, "the item was not worked on"
+                await asyncio.sleep(0.1)
+            await a.close()
+            await gateway.close()
+
+    asyncio.run(scenario())

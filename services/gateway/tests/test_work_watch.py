@@ -5,16 +5,17 @@ import time
 
 from emoomni.core.bus import Bus
 from emoomni.core.natsserver import NatsServer
+from emoomni.core.registry import STAGES
 from emoomni.services.gateway.core import StagePresence, WorkWatch
 from emoomni.v1 import agent_pb2, perception_pb2
 
 
 def _silence(presence: StagePresence, stage: str, seconds: float) -> None:
     """Checks that the stage has failed for `seconds`, the others answering (what the readiness watch records)."""
-    for name in ("perception", "reasoning", "instruction", "talker"):
+    for name in STAGES:
         presence.checked(name, answered=True)
     time.sleep(seconds)
-    for name in ("perception", "reasoning", "instruction", "talker"):
+    for name in STAGES:
         presence.checked(name, answered=name != stage)
 
 
@@ -75,6 +76,30 @@ def test_an_item_waiting_in_the_queue_is_not_a_dead_replica():
     asyncio.run(scenario())
 
 
+def test_an_item_that_stopped_on_its_last_delivery_ends_the_turn():
+    """It will not be handed out again (`nats.work_max_deliver`), so its stage being up does not help."""
+
+    async def scenario():
+        with NatsServer() as nats:
+            bus = await Bus.connect(nats.url, "watch-test")
+            try:
+                presence = StagePresence()
+                watch = WorkWatch(stall_s=0.2, outages=bus.outages, presence=presence)
+                watch.heartbeat(b"perception w1 busy host:1 2 3")
+                time.sleep(0.3)
+                _silence(presence, "nobody", 0.0)
+                assert watch.problem(bus) is None, "a second delivery that stopped comes back a third time"
+                watch.heartbeat(b"perception w1 busy host:2 3 3")
+                time.sleep(0.3)
+                _silence(presence, "nobody", 0.0)
+                code, stage, message = watch.problem(bus)
+                assert (code, stage) == ("UNAVAILABLE", "perception") and "as often as allowed" in message
+            finally:
+                await bus.close()
+
+    asyncio.run(scenario())
+
+
 def test_a_typed_turn_does_not_need_perception_and_a_short_silence_is_tolerated():
     presence = StagePresence()
     watch = WorkWatch(stall_s=0.5, outages=0, presence=presence)
@@ -94,3 +119,16 @@ def test_a_gateway_that_checks_nothing_counts_no_silence():
     presence.checked("talker", answered=True)
     time.sleep(0.2)
     assert presence.silent_s("talker") == 0.0
+
+
+def test_health_counts_a_stage_gone_after_two_missed_checks():
+    presence = StagePresence()
+    assert presence.missing() == list(STAGES), "no stage has answered yet"
+    for stage in STAGES:
+        presence.checked(stage, answered=True)
+    presence.checked("talker", answered=False)
+    assert presence.missing() == [], "one slow answer on a loaded machine is not a missing stage"
+    presence.checked("talker", answered=False)
+    assert presence.missing() == ["talker"]
+    presence.checked("talker", answered=True)
+    assert presence.missing() == []
