@@ -133,6 +133,7 @@ class Bus:
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         self._pullers: list[asyncio.Task] = []
         self._stages: list[_StageItems] = []
+        self._pulls: list = []  # the pull subscriptions of this bus's workers
 
     @property
     def js(self):
@@ -173,13 +174,20 @@ class Bus:
         then drain the connection."""
         for puller in self._pullers:
             puller.cancel()
+        for pull in self._pulls:
+            # Not drained: a pull request's expiry notice may sit in its queue with no fetch left to read it,
+            # and draining would wait for it (30 s).
+            with contextlib.suppress(Exception):
+                await pull.unsubscribe()
         running = [task for stage in self._stages for task in stage.tasks]
         for task in running:
             task.cancel()
         if running:
             await asyncio.wait(running, timeout=0.5)
-        if not self.nc.is_closed:
+        if self.nc.is_connected:
             await self.nc.drain()
+        elif not self.nc.is_closed:  # reconnecting: there is nothing to drain to
+            await self.nc.close()
 
     async def publish(self, subj: str, msg: Message) -> None:
         """Publish with the current span's trace context in the headers."""
@@ -253,6 +261,7 @@ class Bus:
         self._stages.append(items)
         await self.nc.subscribe(work_subject(Kind.CANCEL), cb=items.cancel)
         pull = await self.js.pull_subscribe_bind(stage, WORK_STREAM)
+        self._pulls.append(pull)
         self._pullers.append(asyncio.create_task(self._pull(pull, consumer, items, max(1, concurrent))))
         await self.nc.flush()  # the server knows the subscriptions before the stage reports itself ready
 

@@ -1,5 +1,6 @@
 """The work queue on a real nats-server: an item whose replica dies goes to another replica, what a redelivered item
-hands on again is dropped, a shutting-down replica hands its item back at once, a cancelled turn's work is purged."""
+hands on again is dropped, a shutting-down replica hands its item back at once, a cancelled turn's work is purged,
+a lost queue is made again, and stored work survives a nats-server restart."""
 
 import asyncio
 
@@ -155,5 +156,37 @@ def test_replicas_make_the_queue_again_when_the_bus_lost_it():
                 await asyncio.sleep(0.1)
             await a.close()
             await gateway.close()
+
+    asyncio.run(scenario())
+
+
+def test_waiting_work_survives_a_nats_server_restart():
+    """The work queue is on disk (file storage): an item stored before nats-server was killed with SIGKILL is worked
+    on after the restart, by a replica that joins then."""
+
+    async def scenario():
+        with NatsServer() as nats:
+            gateway = await Bus.connect(nats.url, "gateway")
+            took: list[str] = []
+
+            async def handle(msg) -> None:
+                took.append(msg.headers["Emoomni-Work"])
+
+            first = await replica(nats.url, "first", "talker", handle)
+            await first.close()  # the stage's consumer stays; nobody takes work now
+            present = await Bus.connect(nats.url, "present")  # the stage counts as up for the dispatch
+            await present.answer_presence("talker")
+            work_id = await gateway.dispatch(subject("t5", Kind.SPEAK), bus_pb2.SpeakJob(turn_id="t5"), "talker")
+            nats.proc.kill()
+            nats.proc.wait()
+            nats.start()
+            later = await replica(nats.url, "later", "talker", handle)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 15
+            while work_id not in took:
+                assert loop.time() < deadline, "the stored item was lost with the restart"
+                await asyncio.sleep(0.1)
+            for bus in (later, present, gateway):
+                await bus.close()
 
     asyncio.run(scenario())
