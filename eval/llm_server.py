@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from emoomni.core.natsserver import free_port
+from emoomni.core.supervisor import end_process
 
 
 @contextlib.contextmanager
@@ -41,12 +42,7 @@ def llama_cpp_server(model: str | Path | None = None, n_ctx: int = 4096, threads
                 time.sleep(0.3)
         yield f"http://127.0.0.1:{port}/v1"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        end_process(proc, 20)
 
 
 def main() -> int:

@@ -39,6 +39,9 @@ def test_nats_runs_with_jetstream():
     nats = _compose()["services"]["nats"]
     assert nats["image"].startswith("nats:")
     assert "-js" in nats["command"] or "--jetstream" in nats["command"]
+    store = nats["command"][nats["command"].index("-sd") + 1]
+    assert any(v.endswith(f":{store}") and v.split(":")[0] in _compose()["volumes"] for v in nats["volumes"]), \
+        "JetStream's files (the work queue) live on a named volume"
 
 
 def test_matches_the_compose_specification():

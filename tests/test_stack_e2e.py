@@ -315,6 +315,100 @@ def test_a_turn_its_caller_abandons_stops_on_the_bus(stack, english_clip):
     assert any(kind == "ecot" for _, kind in seen), "the turn was under way when its caller left"
 
 
+@pytest.fixture(scope="module")
+def reference_turn(stack, english_clip):
+    """The English clip's turn with nothing going wrong: what a turn that survived a fault must equal."""
+    with Client(stack["gateway"]) as client:
+        return list(client.converse(english_clip))
+
+
+def converse_killing(stack, clip, stage: str, on_kind: str) -> tuple[list, dict[str, set[str]], list[str]]:
+    """Run a turn and SIGKILL the replica of `stage` that is working on it when the first `on_kind` message of the
+    turn is on the bus ("alive": the stage's first heartbeat, as it starts on its first item). Returns the caller's
+    events, the replicas seen working on each of the stage's work items, and what was killed."""
+    import asyncio
+
+    import nats
+
+    turn_id = f"redelivered-{stage}-{time.time_ns()}"
+    holders: dict[str, set[str]] = {}  # work id -> replicas that sent "busy" for it
+    working: list[tuple[str, str]] = []  # (work id, replica) of the stage's busy heartbeats, latest last
+    done: set[str] = set()
+    killed: list[str] = []
+
+    def converse() -> list:
+        with Client(stack["gateway"]) as client:
+            return list(client.converse(clip, turn_id=turn_id))
+
+    async def watch() -> list:
+        nc = await nats.connect(stack["nats"])
+
+        async def on_message(msg) -> None:
+            kind = msg.subject.rsplit(".", 1)[-1]
+            trigger = kind == on_kind
+            if kind == "alive":
+                who, work, state, replica = msg.data.decode().split()[:4]
+                trigger = trigger and who == stage and state == "busy"
+                if who == stage and state == "busy":
+                    holders.setdefault(work, set()).add(replica)
+                    working.append((work, replica))
+                elif who == stage:
+                    done.add(work)
+            if trigger and not killed:
+                work, replica = next((w, r) for w, r in reversed(working) if w not in done)
+                os.kill(int(replica.rsplit(":", 1)[1]), signal.SIGKILL)
+                killed.append(replica)
+
+        await nc.subscribe(f"emoomni.v1.turn.{turn_id}.>", cb=on_message)
+        await nc.flush()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, converse)
+        finally:
+            await nc.close()
+
+    events = asyncio.run(watch())
+    return events, holders, killed
+
+
+@pytest.mark.parametrize(("stage", "on_kind"), [("talker", "alive"), ("reasoning", "speak")])
+def test_a_replica_killed_mid_turn_hands_its_work_to_another(stack, english_clip, reference_turn, tmp_path, stage,
+                                                             on_kind):
+    """Two replicas of a stage on the bus (the stack's and one more, started with `emoomni serve`). The one working
+    on the turn is killed with SIGKILL mid-turn (reasoning once it has handed the first sentence on, the talker as it
+    starts the first sentence); the work queue hands its item to the other replica after the ack wait, and the
+    caller gets the whole turn: the same E-CoT as a turn without a fault (reasoning is seeded per turn), each delta
+    and each sentence once, audio in order."""
+    from emoomni.testing.stack import serving
+
+    config = {"nats": {"url": stack["nats"]}, "services": {stage: f"127.0.0.1:{free_port()}"}}
+    with serving(stage, config, tmp_path):
+        events, holders, killed = converse_killing(stack, english_clip, stage, on_kind)
+    kinds = [e.WhichOneof("event") for e in events]
+    assert killed, f"the turn ended ({kinds[-1:]}) before a {stage} replica was seen working on it"
+    assert kinds[-1] == "done", events[-1]
+    assert any(len(replicas) > 1 for replicas in holders.values()), f"no item changed replica: {holders}"
+
+    reference = reference_turn[-1].done
+    done = events[-1].done
+    assert done.ecot == reference.ecot, "the E-CoT of the repeated work equals the turn without a fault"
+    deltas = "".join(e.ecot_delta.text for e in events if e.WhichOneof("event") == "ecot_delta")
+    expected = "".join(e.ecot_delta.text for e in reference_turn if e.WhichOneof("event") == "ecot_delta")
+    assert deltas == expected, "every E-CoT delta reached the caller once"
+    assert kinds.count("perception") == kinds.count("strategy") == kinds.count("instruction") == 1
+    audio = [e.audio for e in events if e.WhichOneof("event") == "audio"]
+    reference_audio = [e.audio for e in reference_turn if e.WhichOneof("event") == "audio"]
+    assert [a.seq for a in audio] == list(range(len(audio))) and audio[-1].last
+    sentences = [a.sentence_index for a in audio]
+    assert sentences == sorted(sentences), "sentences in order, none restarted after it was spoken"
+    assert set(sentences) == {a.sentence_index for a in reference_audio}
+    seconds = sum(len(a.pcm16) for a in audio) / 2 / audio[0].sample_rate
+    reference_seconds = sum(len(a.pcm16) for a in reference_audio) / 2 / reference_audio[0].sample_rate
+    assert abs(seconds - reference_seconds) < 0.15 * reference_seconds, (seconds, reference_seconds)
+    print(f"{stage}: killed {killed[0]}; {len(audio)} chunks, {seconds:.1f} s of audio "
+          f"(reference {reference_seconds:.1f} s), first audio {done.timings.first_audio_ms:.0f} ms, "
+          f"total {done.timings.total_ms:.0f} ms")
+
+
 CLIENT_ONLY_TURN = """
 import importlib.resources, importlib.util, json, sys
 from emoomni import Client

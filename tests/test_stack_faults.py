@@ -160,7 +160,8 @@ def test_sigkill_mid_turn_ends_the_turn_fast_and_the_stack_recovers(secure_stack
     outcome, seconds = turn_with_fault(secure_stack, english_clip, when, victim)
     print(f"{victim} killed at {when}: {outcome} after {seconds:.1f} s")  # shown with a failure, or with -s
     assert outcome == "done" or outcome.startswith("UNAVAILABLE"), outcome
-    assert seconds < ENDS_WITHIN_S, (outcome, seconds)
+    # Saved (the restarted replica took the work from the queue) or ended fast.
+    assert outcome == "done" or seconds < ENDS_WITHIN_S, (outcome, seconds)
     assert secure_stack["proc"].poll() is None, "emoomni up keeps running"
     wait_serving(secure_stack)  # restarted (or reconnected) within RECOVERY_S
     wait_for_line(secure_stack, f"{victim.split()[-1]} restarted")

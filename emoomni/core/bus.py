@@ -1,17 +1,20 @@
 """The NATS event bus: subject names, protobuf publishing with trace context, queue-group workers.
 
-Every turn lives under ``emoomni.v1.turn.<turn_id>.<kind>``. A stage queue-subscribes to
-``emoomni.v1.turn.*.<kind>`` for its input, so a second replica anywhere on the bus shares the work.
-The gateway subscribes to ``emoomni.v1.turn.<turn_id>.>`` and streams what it sees to the caller.
+Every turn lives under ``emoomni.v1.turn.<turn_id>.<kind>``. Work items (``request``, ``perception``,
+``strategy``, ``speak``) go through a JetStream work queue (see `emoomni.core.workqueue`): every replica of a stage
+pulls from the stage's one consumer, so a second replica anywhere on the bus shares the work, and an item whose
+replica died is handed to another. Events (E-CoT text, audio, timings, errors) are plain messages. The gateway
+subscribes to ``emoomni.v1.turn.<turn_id>.<kind>`` and streams what it sees to the caller.
 
-Cancelling: the gateway publishes ``emoomni.v1.turn.<turn_id>.cancel``; every replica stops its work items of
-that turn (the asyncio task is cancelled, which stops the model thread at its next token or audio piece) and
-drops any item of that turn that arrives later.
+Cancelling: the gateway publishes ``emoomni.v1.turn.<turn_id>.cancel`` and purges the turn's waiting work; every
+replica stops its work items of that turn (the asyncio task is cancelled, which stops the model thread at its next
+token or audio piece) and drops any item of that turn that arrives later.
 
 Liveness: a work item carries an id (header ``Emoomni-Work``); the replica that took it publishes
-``<stage> <id> busy`` on ``emoomni.v1.turn.<turn_id>.alive`` every second while it works and ``... done``
-when it is finished, so the gateway sees at once when the replica holding a turn's work has died. Each
-replica also answers ``emoomni.v1.presence.<stage>``, which tells the gateway whether a stage is up at all.
+``<stage> <id> busy <replica> <delivery> <max deliveries>`` on ``emoomni.v1.turn.<turn_id>.alive`` every second
+while it works and ``... done ...`` when it is finished, so the gateway sees when the replica holding a turn's
+work has died. Each replica also answers ``emoomni.v1.presence.<stage>``, which tells the gateway whether a stage
+is up at all.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
+import socket
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 
 import nats
@@ -30,10 +34,19 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.js.api import KeyValueConfig, ObjectStoreConfig
-from nats.js.errors import BucketNotFoundError
+from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundError
 from opentelemetry import trace
 
+from emoomni.core import workqueue
 from emoomni.core.telemetry import context_from, headers_with_trace
+from emoomni.core.workqueue import (
+    MSG_ID_HEADER,
+    NOTES_STREAM,
+    WORK_STREAM,
+    child_work_id,
+    current_delivery,
+    current_work,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +58,7 @@ PRESENCE = "emoomni.v1.presence"  # + .<stage>: answered by every ready replica 
 TRANSCRIBE = "emoomni.v1.perception.transcribe"  # TranscribeRequest -> TranscribeReply (provisional ASR)
 WORK_HEADER = "Emoomni-Work"
 HEARTBEAT_S = 1.0
+FETCH_WAIT_S = 5.0  # how long one pull request for work waits on the server
 _TURN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -65,7 +79,7 @@ class Kind:
 
 
 def new_turn_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def valid_turn_id(turn_id: str) -> bool:
@@ -79,6 +93,9 @@ def subject(turn_id: str, kind: str) -> str:
 
 def work_subject(kind: str) -> str:
     return f"{PREFIX}.*.{kind}"
+
+
+WORK_KINDS = (Kind.REQUEST, Kind.PERCEPTION, Kind.STRATEGY, Kind.SPEAK)
 
 
 def turn_id_of(subject_name: str) -> str:
@@ -106,16 +123,28 @@ class StageUnavailable(Exception):
 class Bus:
     """One NATS connection with helpers for protobuf messages and trace context."""
 
-    def __init__(self, nc: NatsClient | None):
+    def __init__(self, nc: NatsClient | None, *, ack_wait_s: float = 4.0, max_deliver: int = 3):
         self.nc = nc
         self._media_store = None
         # Bumped on every lost connection: a turn started before a bus outage cannot trust its subscriptions.
         self.outages = 0
+        self.ack_wait_s, self.max_deliver = ack_wait_s, max_deliver
+        # Named in heartbeats: which process holds a turn's work (for operators, and the fault tests).
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        self._pullers: list[asyncio.Task] = []
+        self._stages: list[_StageItems] = []
+        self._pulls: list = []  # the pull subscriptions of this bus's workers
+
+    @property
+    def js(self):
+        return self.nc.jetstream()
 
     @classmethod
-    async def connect(cls, url: str, name: str, *, user: str = "", password: str = "", tls_ca: str = "") -> Bus:
-        """Connect, and keep reconnecting forever: after a nats-server restart every subscription comes back."""
-        bus = cls(None)
+    async def connect(cls, url: str, name: str, *, user: str = "", password: str = "", tls_ca: str = "",
+                      ack_wait_s: float = 4.0, max_deliver: int = 3) -> Bus:
+        """Connect, and keep reconnecting forever: after a nats-server restart every subscription comes back.
+        `ack_wait_s` and `max_deliver` set this bus's work consumers (see `emoomni.core.workqueue`)."""
+        bus = cls(None, ack_wait_s=ack_wait_s, max_deliver=max_deliver)
 
         async def on_disconnect() -> None:
             if bus.nc is not None and (bus.nc.is_closed or bus.nc.is_draining):
@@ -141,38 +170,71 @@ class Bus:
         return bus
 
     async def close(self) -> None:
-        if not self.nc.is_closed:
+        """Stop taking work, hand the items in progress back to the queue (another replica takes them at once),
+        then drain the connection."""
+        for puller in self._pullers:
+            puller.cancel()
+        for pull in self._pulls:
+            # Not drained: a pull request's expiry notice may sit in its queue with no fetch left to read it,
+            # and draining would wait for it (30 s).
+            with contextlib.suppress(Exception):
+                await pull.unsubscribe()
+        running = [task for stage in self._stages for task in stage.tasks]
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=0.5)
+        if self.nc.is_connected:
             await self.nc.drain()
+        elif not self.nc.is_closed:  # reconnecting: there is nothing to drain to
+            await self.nc.close()
 
     async def publish(self, subj: str, msg: Message) -> None:
         """Publish with the current span's trace context in the headers."""
         await self.nc.publish(subj, msg.SerializeToString(), headers=headers_with_trace())
 
-    async def dispatch(self, subj: str, msg: Message, stage: str, timeout_s: float = 5.0, work_id: str = "") -> str:
-        """Hand a work item to a stage and wait for a replica's acknowledgement (not for the work); returns
-        the item's id, which the replica's heartbeats name.
+    async def dispatch(self, subj: str, msg: Message, stage: str, timeout_s: float = 5.0, key: str | int = "") -> str:
+        """Hand a work item to a stage: stored in the work queue once this returns (not yet worked on). Returns
+        the item's id, which the heartbeats of the replica working on it name. `key` tells apart the items of
+        one kind that one handler hands on (a sentence index).
 
-        With no replica subscribed NATS answers "no responders" at once, so a missing stage ends the turn
-        with a clear error instead of a silent wait until the deadline.
-        """
-        work_id = work_id or uuid.uuid4().hex[:16]
-        headers = {**headers_with_trace(), WORK_HEADER: work_id}
+        A turn's first item to a stage with no replica on the bus is refused at once, so the caller hears of it
+        instead of waiting. Items handed on mid-turn wait in the queue: a replica that is restarting takes them
+        when it is back, and the gateway ends the turn if none is within `deadlines.stall_s`."""
+        if not current_work.get() and not await self._answers(stage, timeout_s):
+            raise StageUnavailable(f"no {stage} service is running on the bus")
+        work_id = child_work_id(subj.rsplit(".", 1)[-1], key)
+        headers = {**headers_with_trace(), WORK_HEADER: work_id, MSG_ID_HEADER: work_id}
         try:
-            for pause in (0.1, 0.3, None):
-                try:
-                    await self.nc.request(subj, msg.SerializeToString(), timeout=timeout_s, headers=headers)
-                    break
-                except NoRespondersError:
-                    # nats-server 2.15 now and then answers "no responders" to a request although a replica
-                    # is subscribed; a stage that is really missing is still reported within half a second.
-                    if pause is None:
-                        raise
-                    await asyncio.sleep(pause)
-        except NoRespondersError as exc:
-            raise StageUnavailable(f"no {stage} service is running on the bus") from exc
+            await self.js.publish(subj, msg.SerializeToString(), timeout=timeout_s, headers=headers)
+        except NoStreamResponseError as exc:
+            raise StageUnavailable(f"the bus has no work queue for {stage} (no replica has started one)") from exc
         except TimeoutError as exc:
-            raise StageUnavailable(f"no {stage} replica acknowledged the work within {timeout_s:.0f} s") from exc
+            raise StageUnavailable(f"the bus did not store the work for {stage} within {timeout_s:.0f} s") from exc
         return work_id
+
+    async def _answers(self, stage: str, timeout_s: float) -> bool:
+        """Whether a replica of `stage` answers its presence subject (see `answer_presence`)."""
+        for pause in (0.1, 0.3, None):
+            try:
+                await self.nc.request(f"{PRESENCE}.{stage}", b"", timeout=timeout_s)
+                return True
+            except NoRespondersError:
+                # nats-server 2.15 now and then answers "no responders" to a request although a replica is
+                # subscribed; a stage that is really missing is still reported within half a second.
+                if pause is None:
+                    return False
+                await asyncio.sleep(pause)
+            except TimeoutError:
+                return False
+        return False
+
+    async def kept_note(self, subj: str) -> bytes | None:
+        """The last message on a subject the notes stream keeps (the turn's acoustic instruction), if any."""
+        try:
+            return (await self.js.get_last_msg(NOTES_STREAM, subj)).data
+        except NotFoundError:
+            return None
 
     async def ask(self, subj: str, msg: Message, reply_type: type[Message], timeout_s: float) -> Message:
         """Request-reply for small best-effort calls outside a turn's work chain (no redelivery, no liveness)."""
@@ -190,68 +252,63 @@ class Bus:
 
         await self.nc.subscribe(subj, queue=queue, cb=on_request)
 
-    async def worker(self, kind: str, queue: str, handler: Handler, *, concurrent: int = 1) -> None:
-        """Queue-subscribe to a work kind; acknowledge each item the moment it arrives (see `dispatch`), then
-        handle up to `concurrent` items at once, the rest waiting in arrival order.
+    async def worker(self, kind: str, stage: str, handler: Handler, *, concurrent: int = 1) -> None:
+        """Work the stage's items of `kind` from the work queue, up to `concurrent` at once; the rest wait in the
+        queue, where any free replica of the stage can take them."""
+        consumer = workqueue.stage_consumer_config(stage, work_subject(kind), self.ack_wait_s, self.max_deliver)
+        await self._ensure_queue(consumer)
+        items = _StageItems(self, stage, handler)
+        self._stages.append(items)
+        await self.nc.subscribe(work_subject(Kind.CANCEL), cb=items.cancel)
+        pull = await self.js.pull_subscribe_bind(stage, WORK_STREAM)
+        self._pulls.append(pull)
+        self._pullers.append(asyncio.create_task(self._pull(pull, consumer, items, max(1, concurrent))))
+        await self.nc.flush()  # the server knows the subscriptions before the stage reports itself ready
 
-        The acknowledgement must not wait for earlier items: NATS runs a subscription's callbacks one after
-        another, so acking inside a handler that is still busy would leave later dispatchers without an
-        answer and report the stage unavailable while it is only busy."""
-        gate = asyncio.Semaphore(max(1, concurrent))
-        tasks: dict[asyncio.Task, str] = {}  # task -> turn id
-        cancelled = _RecentTurns()
-
-        async def run(msg: Msg) -> None:
-            work_id = (msg.headers or {}).get(WORK_HEADER, "")
-            beat = asyncio.create_task(self._heartbeat(msg.subject, queue, work_id)) if work_id else None
+    async def _pull(self, pull, consumer, items: _StageItems, concurrent: int) -> None:
+        """Fetch one item whenever a slot is free; survive bus outages (a lost consumer is made again)."""
+        slots = asyncio.Semaphore(concurrent)
+        while True:
+            await slots.acquire()
+            started = False
             try:
-                async with gate:
-                    await handler(msg)
+                for msg in await pull.fetch(1, timeout=FETCH_WAIT_S):
+                    started = items.start(msg, slots.release)
+            except TimeoutError:
+                pass  # nothing waiting
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("%s: fetching work failed (%s); trying again", items.stage, exc)
+                await asyncio.sleep(1.0)
+                with contextlib.suppress(Exception):
+                    await self._ensure_queue(consumer)
             finally:
-                if beat:
-                    beat.cancel()
-                    await self._alive(msg.subject, queue, work_id, "done")
+                if not started:
+                    slots.release()
 
-        async def take(msg: Msg) -> None:
-            if msg.reply:
-                await msg.respond(b"")
-            turn_id = turn_id_of(msg.subject)
-            if turn_id in cancelled:
-                # Handed on by a stage that had not yet heard the cancel: the turn is over, do nothing. Its
-                # heartbeat says done so the gateway's watch does not wait for it.
-                work_id = (msg.headers or {}).get(WORK_HEADER, "")
-                if work_id:
-                    await self._alive(msg.subject, queue, work_id, "done")
-                return
-            task = asyncio.create_task(run(msg))
-            tasks[task] = turn_id
-            task.add_done_callback(lambda t: tasks.pop(t, None))
-
-        async def cancel(msg: Msg) -> None:
-            turn_id = turn_id_of(msg.subject)
-            cancelled.add(turn_id)
-            for task, task_turn in list(tasks.items()):
-                if task_turn == turn_id:
-                    task.cancel()
-
-        await self.nc.subscribe(work_subject(Kind.CANCEL), cb=cancel)
-        await self.nc.subscribe(work_subject(kind), queue=queue, cb=take)
-        await self.nc.flush()  # the server knows the subscription before the stage reports itself ready
+    async def _ensure_queue(self, consumer) -> None:
+        """The work streams and this stage's consumer: made at start, and again if a bus without persistent
+        storage lost them."""
+        js = self.js
+        await workqueue.ensure_stream(js, workqueue.work_stream_config([work_subject(k) for k in WORK_KINDS]))
+        await workqueue.ensure_stream(js, workqueue.notes_stream_config([work_subject(Kind.INSTRUCTION)]))
+        await workqueue.ensure_consumer(js, consumer)
 
     async def cancel_turn(self, turn_id: str) -> None:
-        """Tell every replica to stop the turn's work (see the module docstring)."""
+        """Tell every replica to stop the turn's work and drop its waiting items (see the module docstring)."""
         await self.nc.publish(subject(turn_id, Kind.CANCEL), b"")
         with contextlib.suppress(Exception):
             await self.nc.flush(timeout=2)
+        with contextlib.suppress(Exception):  # no work queue yet, or the bus is down: nothing waits there
+            await self.js.purge_stream(WORK_STREAM, subject=subject(turn_id, "*"))
 
-    async def _heartbeat(self, work_subj: str, stage: str, work_id: str) -> None:
-        while True:
-            await self._alive(work_subj, stage, work_id, "busy")
-            await asyncio.sleep(HEARTBEAT_S)
-
-    async def _alive(self, work_subj: str, stage: str, work_id: str, state: str) -> None:
+    async def alive(self, work_subj: str, stage: str, work_id: str, state: str, delivery: int = 1) -> None:
+        """One heartbeat of a work item (see the module docstring); `delivery` counts from 1, and an item on its
+        last delivery (`max_deliver`) whose heartbeats stop will not come back."""
         try:
-            await self.nc.publish(subject(turn_id_of(work_subj), Kind.ALIVE), f"{stage} {work_id} {state}".encode())
+            await self.nc.publish(subject(turn_id_of(work_subj), Kind.ALIVE),
+                                  f"{stage} {work_id} {state} {self.replica} {delivery} {self.max_deliver}".encode())
         except Exception:  # the bus is down: the gateway learns that from its own connection
             log.debug("heartbeat not sent", exc_info=True)
 
@@ -292,6 +349,77 @@ class Bus:
                 self._media_store = await js.create_object_store(
                     bucket, config=ObjectStoreConfig(ttl=float(ttl_s)))
         return self._media_store
+
+
+class _StageItems:
+    """The work items one replica of a stage holds: each runs as a task, is confirmed every second while it runs
+    and is acknowledged when it ends (or handed back at once when the replica shuts down)."""
+
+    def __init__(self, bus: Bus, stage: str, handler: Handler):
+        self.bus, self.stage, self.handler = bus, stage, handler
+        self.cancelled = _RecentTurns()
+        self.tasks: dict[asyncio.Task, str] = {}  # task -> turn id
+        self.held: dict[str, Msg] = {}  # work id -> its latest delivery
+
+    def start(self, msg: Msg, release: Callable[[], None]) -> bool:
+        """Begin working on a delivered item; False when nothing started (the caller frees the slot)."""
+        work_id = (msg.headers or {}).get(WORK_HEADER, "") or f"seq{msg.metadata.sequence.stream}"
+        if work_id in self.held:
+            # Delivered again while this replica still works on it (its loop was too busy to confirm in time):
+            # keep working, and confirm and acknowledge the newest delivery.
+            self.held[work_id] = msg
+            return False
+        turn_id = turn_id_of(msg.subject)
+        task = asyncio.create_task(self._run(msg, work_id, turn_id))
+        self.tasks[task] = turn_id
+        task.add_done_callback(lambda t: (self.tasks.pop(t, None), release()))
+        return True
+
+    async def _run(self, msg: Msg, work_id: str, turn_id: str) -> None:
+        self.held[work_id] = msg
+        token = current_work.set(work_id)
+        current_delivery.set(_delivery(msg))
+        confirm = asyncio.create_task(self._confirm(msg.subject, work_id))
+        finished = False
+        try:
+            if turn_id not in self.cancelled:
+                # Handed on by a stage that had not yet heard the cancel: the turn is over, do nothing.
+                await self.handler(msg)
+            finished = True
+        except asyncio.CancelledError:
+            finished = turn_id in self.cancelled  # else this replica is shutting down: hand the item back
+            if not finished:
+                raise
+        finally:
+            confirm.cancel()
+            current_work.reset(token)
+            latest = self.held.pop(work_id, msg)
+            with contextlib.suppress(Exception):
+                await (latest.ack() if finished else latest.nak())
+            if finished:
+                await self.bus.alive(msg.subject, self.stage, work_id, "done")
+
+    async def _confirm(self, work_subj: str, work_id: str) -> None:
+        while True:
+            latest = self.held[work_id]
+            with contextlib.suppress(Exception):
+                await latest.in_progress()
+            await self.bus.alive(work_subj, self.stage, work_id, "busy", _delivery(latest))
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def cancel(self, msg: Msg) -> None:
+        turn_id = turn_id_of(msg.subject)
+        self.cancelled.add(turn_id)
+        for task, task_turn in list(self.tasks.items()):
+            if task_turn == turn_id:
+                task.cancel()
+
+
+def _delivery(msg: Msg) -> int:
+    try:
+        return msg.metadata.num_delivered
+    except Exception:  # a plain NATS message: its first and only delivery
+        return 1
 
 
 class _RecentTurns:

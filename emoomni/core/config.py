@@ -67,9 +67,10 @@ class DeadlinesConfig(_Strict):
     talker_sentence_s: float = 30.0
     """Speaking one sentence (between two of its chunks, while it streams)."""
     stall_s: float = 6.0
-    """A replica working on a turn says so on the bus every second; when a work item of the turn goes this long
-    without a sign of life (its replica died), the gateway ends the turn with UNAVAILABLE at once instead of
-    waiting for `turn_s`."""
+    """When a stage the turn still needs has had no replica on the bus this long (every replica died, and none is
+    back yet), the gateway ends the turn with UNAVAILABLE at once instead of waiting for `turn_s`. While one
+    replica of the stage is up, work of a replica that died is handed to it (`nats.work_ack_wait_s`, which must be
+    shorter) and the turn goes on."""
 
 
 class AsrConfig(_Strict):
@@ -305,6 +306,13 @@ class NatsConfig(_Strict):
     store_dir: str = ""
     """JetStream storage of `emoomni up`'s nats-server (uploads survive a bus restart); empty: a private folder
     for the life of `emoomni up`."""
+    work_ack_wait_s: float = Field(default=4.0, ge=2.0)
+    """Work items (a turn's request, perception, strategy and each sentence) wait in a JetStream work queue until a
+    replica has finished them; the replica confirms an item every second while it works. An item unconfirmed this
+    long (its replica died) goes to another replica, or to the restarted one. At least 2 s, so that a replica busy
+    for a moment does not lose its work to another."""
+    work_max_deliver: int = Field(default=3, ge=1)
+    """How many times one work item is handed out at most (a first delivery and two redeliveries)."""
 
 
 class TlsConfig(_Strict):

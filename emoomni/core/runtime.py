@@ -45,7 +45,8 @@ async def start_service(name: str, cfg: StackConfig, nats_url: str, grpc_addr: s
     if not preloaded:
         await asyncio.to_thread(service.load)
     bus = await Bus.connect(nats_url, name=f"emoomni-{name}", user=cfg.nats.user, password=cfg.nats.password,
-                            tls_ca=nats_tls_ca(cfg))
+                            tls_ca=nats_tls_ca(cfg), ack_wait_s=cfg.nats.work_ack_wait_s,
+                            max_deliver=cfg.nats.work_max_deliver)
     await service.attach(bus)
     await bus.answer_presence(name)
     if server is not None:

@@ -48,6 +48,17 @@ class PortBusy(OSError):
     pass
 
 
+def end_process(proc: subprocess.Popen, grace_s: float, sig: int = signal.SIGTERM) -> int:
+    """Ask a child to stop with `sig`, SIGKILL it if it has not within `grace_s`; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
+
+
 def ensure_port_free(host: str, port: int, what: str) -> None:
     """PortBusy naming the port when something already listens on it (checked before anything starts)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:

@@ -5,6 +5,7 @@
   shared across a session, and tiny model checkpoints.
 - `stage.RunningStage`: a real service on a real bus in this process, as `emoomni serve` runs it.
 - `bus.run_bus_test`: send these bus messages, expect these messages back (in the spirit of Pipecat's run_test).
+- `bus.run_on_bus`: an async scenario on a fresh nats-server with one connected `Bus`.
 - `stack.running_stack`: `emoomni up` on free ports.
 - `talker_conformance`: the checks every talker plugin must pass, run on every plugin found by entry point.
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from google.protobuf.message import Message
 
 from emoomni.core.bus import Bus, Kind, subject
+from emoomni.core.natsserver import NatsServer
 from emoomni.v1 import agent_pb2, bus_pb2
 
 # What travels on each kind of turn subject.
@@ -25,7 +27,7 @@ MESSAGE_OF_KIND: dict[str, type[Message]] = {
 
 @dataclass
 class Send:
-    """A work item for `stage`, dispatched on the turn's `kind` subject (a replica must acknowledge it)."""
+    """A work item for `stage`, dispatched on the turn's `kind` subject (the stage must have a replica on the bus)."""
 
     kind: str
     message: Message
@@ -72,3 +74,18 @@ async def run_bus_test(bus: Bus, turn_id: str, send: list[Send], expect: list[st
 def _in_order(kinds: list[str], expect: list[str]) -> bool:
     rest = iter(kinds)
     return all(any(kind == wanted for kind in rest) for wanted in expect)
+
+
+def run_on_bus(scenario: Callable[[NatsServer, Bus], Awaitable[None]], name: str = "gateway") -> None:
+    """Run `scenario(nats, bus)` on a fresh real nats-server with one connected `Bus` (closed afterwards): for tests
+    that change the server's state (its streams, a restart), which a shared server must not see."""
+
+    async def main() -> None:
+        with NatsServer() as nats:
+            bus = await Bus.connect(nats.url, name)
+            try:
+                await scenario(nats, bus)
+            finally:
+                await bus.close()
+
+    asyncio.run(main())

@@ -16,6 +16,7 @@ import yaml
 from emoomni.core.natsserver import free_port
 from emoomni.core.registry import service_names
 from emoomni.core.runtime import wait_until_serving
+from emoomni.core.supervisor import end_process
 
 
 @contextlib.contextmanager
@@ -38,11 +39,7 @@ def running_stack(timeout_s: float = 600.0, config: dict | None = None):
             raise RuntimeError("the stack did not start")
         yield addrs, nats_url
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        end_process(proc, 30, signal.SIGINT)
 
 
 @contextlib.contextmanager
@@ -59,8 +56,4 @@ def serving(name: str, config: dict, folder: Path):
             raise RuntimeError(f"emoomni serve {name} did not start: {line}{proc.stdout.read()[-2000:]}")
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        end_process(proc, 15)

@@ -51,16 +51,26 @@ class StagePresence:
     Counted from the stage's last answer to its latest check, so a gateway whose own loop stalls (and checks
     nothing) never mistakes that for a missing stage."""
 
+    # A stage counts as gone (health NOT_SERVING) after this many unanswered checks in a row: one slow answer on a
+    # loaded machine must not flip the health (a dead replica's connection closes, so the next check fails at once).
+    MISSES_TO_DOWN = 2
+
     def __init__(self):
         started = time.monotonic()
         self._answered = dict.fromkeys(STAGES, started)
         self._checked = dict.fromkeys(STAGES, started)
+        self._misses = dict.fromkeys(STAGES, self.MISSES_TO_DOWN)  # none has answered yet
 
     def checked(self, stage: str, answered: bool) -> None:
         now = time.monotonic()
         self._checked[stage] = now
         if answered:
             self._answered[stage] = now
+        self._misses[stage] = 0 if answered else self._misses.get(stage, 0) + 1
+
+    def missing(self) -> list[str]:
+        """The stages without a live replica, in turn order (for the gateway's health)."""
+        return [stage for stage in STAGES if self._misses[stage] >= self.MISSES_TO_DOWN]
 
     def silent_s(self, stage: str) -> float:
         return max(0.0, self._checked.get(stage, 0.0) - self._answered.get(stage, 0.0))
@@ -228,12 +238,21 @@ class GatewayCore:
 
 
 class WorkWatch:
-    """The turn's work items in the hands of some replica, and when each last showed a sign of life.
+    """The turn's work items, which replica last showed a sign of life for each, and which stages the turn still
+    needs; says when the turn cannot finish any more.
 
-    An item whose replica died (kill -9, out of memory) stops beating; the turn then ends with UNAVAILABLE
-    after `stall_s` instead of at its deadline. So does a stage the turn still needs (one it has not finished
-    its part yet) that has answered no presence check for `stall_s`: its work is not handed on yet, but the turn
-    cannot finish without it. A bus outage loses the turn's messages, so it ends the turn at once."""
+    Work waits in the bus's work queue until a replica of its stage is free, and an item whose replica died goes to
+    another replica (or to the restarted one) after `nats.work_ack_wait_s`. So an item without heartbeats is no sign
+    of trouble while its stage has replicas on the bus: it is waiting its turn. A stage the turn still needs (one
+    that has not finished its part yet) whose replicas have all answered no presence check for `stall_s`, and that
+    beats for no item of the turn, ends the turn with UNAVAILABLE: its work would wait for nobody. A bus outage
+    loses the turn's messages, so it ends the turn at once.
+
+    An item whose heartbeats stop on its last delivery (`nats.work_max_deliver`: it killed every replica that took
+    it, or they all died) will not be handed out again, so it ends the turn `stall_s` after its last heartbeat.
+
+    Without a presence watch (`emoomni chat`, every stage in one process) an item whose heartbeats stop for
+    `stall_s` ends the turn instead."""
 
     CHECK_S = 0.5
 
@@ -241,12 +260,10 @@ class WorkWatch:
         self.stall_s = stall_s
         self.outages = outages
         self.presence = presence
-        self.items: dict[str, tuple[str, float]] = {}  # work id -> (stage, last sign of life)
-        # Items some replica has reported working on. The gateway sees a work item as it is handed on, before any
-        # replica takes it (and, being subscribed to its subject, keeps NATS from answering "no responders"): an
-        # item nobody took must not count as a sign that its stage is alive.
-        self.taken: set[str] = set()
+        # work id -> (stage, when a replica last said it works on it; 0: handed on, taken by nobody yet)
+        self.items: dict[str, tuple[str, float]] = {}
         self.finished: set[str] = set()
+        self.last_delivery: set[str] = set()  # items whose latest delivery is their last
         self.needed: set[str] = set(STAGES)
 
     def starts_at(self, stage: str) -> None:
@@ -264,20 +281,22 @@ class WorkWatch:
             self.needed.discard("reasoning")
 
     def handed(self, stage: str, work_id: str) -> None:
-        if work_id not in self.finished:
-            self.items.setdefault(work_id, (stage, time.monotonic()))
+        if work_id not in self.finished and work_id not in self.items:
+            self.items[work_id] = (stage, 0.0)
 
     def heartbeat(self, data: bytes) -> None:
-        try:
-            stage, work_id, state = data.decode().split()
-        except ValueError:
+        """`<stage> <work id> busy|done [<replica> <delivery> <max deliveries>]`"""
+        fields = data.decode(errors="replace").split()
+        if len(fields) < 3:
             return
+        stage, work_id, state = fields[:3]
         if state == "done":
             self.finished.add(work_id)
             self.items.pop(work_id, None)
-        else:
-            self.items[work_id] = (stage, time.monotonic())
-            self.taken.add(work_id)
+            return
+        self.items[work_id] = (stage, time.monotonic())
+        if len(fields) >= 6 and fields[4].isdigit() and fields[5].isdigit() and int(fields[4]) >= int(fields[5]) > 0:
+            self.last_delivery.add(work_id)
 
     def problem(self, bus: Bus) -> tuple[str, str, str] | None:
         """(code, stage, message) when the turn cannot finish any more."""
@@ -285,14 +304,20 @@ class WorkWatch:
             return ("UNAVAILABLE", "gateway", "the connection to the bus (nats-server) was lost mid-turn; "
                     "the turn's messages are gone, please send it again")
         now = time.monotonic()
-        for stage, seen in self.items.values():
+        if self.presence is None:
+            for stage, seen in self.items.values():
+                if seen and now - seen > self.stall_s:
+                    return ("UNAVAILABLE", stage, f"the {stage} replica working on this turn stopped (no sign of "
+                            f"life for {self.stall_s:.0f} s); please send the turn again")
+            return None
+        for work_id in self.last_delivery & self.items.keys():
+            stage, seen = self.items[work_id]
             if now - seen > self.stall_s:
-                return ("UNAVAILABLE", stage, f"the {stage} replica working on this turn stopped (no sign of life "
-                        f"for {self.stall_s:.0f} s); please send the turn again")
-        if self.presence is not None:
-            beating = {stage for work_id, (stage, _) in self.items.items() if work_id in self.taken}
-            for stage in sorted(self.needed - beating, key=STAGES.index):
-                if self.presence.silent_s(stage) > self.stall_s:
-                    return ("UNAVAILABLE", stage, f"no {stage} replica has been on the bus for {self.stall_s:.0f} s "
-                            "and this turn still needs one; please send the turn again")
+                return ("UNAVAILABLE", stage, f"the {stage} replicas that took this turn's work all stopped (it was "
+                        "handed out as often as allowed); please send the turn again")
+        beating = {stage for stage, seen in self.items.values() if seen and now - seen <= self.stall_s}
+        for stage in sorted(self.needed - beating, key=STAGES.index):
+            if self.presence.silent_s(stage) > self.stall_s:
+                return ("UNAVAILABLE", stage, f"no {stage} replica has been on the bus for {self.stall_s:.0f} s "
+                        "and this turn still needs one; please send the turn again")
         return None

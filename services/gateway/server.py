@@ -21,9 +21,6 @@ from emoomni.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
 READINESS_POLL_S = 1.0
-# A stage counts as gone after this many unanswered presence checks in a row: one slow answer on a loaded
-# machine must not flip the health (a dead replica's connection closes, so the next check fails at once).
-MISSES_TO_DOWN = 2
 
 
 class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
@@ -55,14 +52,11 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
     async def _watch_stages(self, health_servicer: health.aio.HealthServicer) -> None:
         """One prober per stage: a stage slow to answer (busy on a loaded machine) must not delay the news that
         another one is gone, which running turns act on (`StagePresence`)."""
-        misses = dict.fromkeys(STAGES, MISSES_TO_DOWN)  # none has answered yet
         changed = asyncio.Event()
 
         async def probe(stage: str) -> None:
             while True:
-                answered = await self.bus.stage_alive(stage)
-                misses[stage] = 0 if answered else misses[stage] + 1
-                self.presence.checked(stage, answered)
+                self.presence.checked(stage, await self.bus.stage_alive(stage))
                 changed.set()
                 await asyncio.sleep(READINESS_POLL_S)
 
@@ -71,7 +65,7 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
             while True:
                 await changed.wait()
                 changed.clear()
-                missing = [stage for stage in STAGES if misses[stage] >= MISSES_TO_DOWN]
+                missing = self.presence.missing()
                 if missing != self.missing:
                     await set_serving(health_servicer, [self.grpc_service], serving=not missing)
                     if missing:

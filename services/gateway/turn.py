@@ -2,6 +2,10 @@
 
 Talker replicas may speak different sentences of a turn at once; audio is re-ordered by sentence here and
 renumbered with one sequence over the whole turn.
+
+A work item whose replica died is done again by another (see `emoomni.core.workqueue`), so a message may come
+twice: every kind is forwarded once (E-CoT deltas by their `seq`, audio by sentence and the talker's chunk `seq`,
+timings by stage and sentence). Reasoning is seeded per turn, so its repeat says the same words.
 """
 
 from __future__ import annotations
@@ -45,13 +49,27 @@ class TurnAssembler:
     _talker: str = ""
     _last_sent: bool = False
     _timings: list[agent_pb2.StageTiming] = field(default_factory=list)
+    _seen: set[str] = field(default_factory=set)  # the kinds that come once per turn, once they came
+    _ecot_seq: int = 0  # the last E-CoT delta forwarded
+    _next_chunk: dict[int, int] = field(default_factory=dict)  # sentence -> the talker's next chunk seq
+    _timed: set[tuple[str, int]] = field(default_factory=set)  # (stage, sentence) of the timings forwarded
+
+    def _first(self, kind: str) -> bool:
+        if kind in self._seen:
+            return False
+        self._seen.add(kind)
+        return True
 
     def handle(self, kind: str, data: bytes) -> list[agent_pb2.TurnEvent]:
         """Events to forward to the caller for one bus message."""
         tid = self.turn_id
         if kind == Kind.PERCEPTION:
+            if not self._first(kind):
+                return []
             return [agent_pb2.TurnEvent(turn_id=tid, perception=bus_pb2.ReasonJob.FromString(data).perception)]
         if kind == Kind.STRATEGY:
+            if not self._first(kind):
+                return []
             return [agent_pb2.TurnEvent(turn_id=tid, strategy=bus_pb2.MapJob.FromString(data).strategy)]
         if kind == Kind.SPEAK:
             job = bus_pb2.SpeakJob.FromString(data)
@@ -63,14 +81,24 @@ class TurnAssembler:
         event = agent_pb2.TurnEvent.FromString(data)
         which = event.WhichOneof("event")
         if which == "ecot_delta":
+            if event.ecot_delta.seq:
+                if event.ecot_delta.seq <= self._ecot_seq:
+                    return []
+                self._ecot_seq = event.ecot_delta.seq
             field_name = _ECOT_FIELDS.get(event.ecot_delta.part)
             if field_name and event.ecot_delta.text:
                 setattr(self.ecot, field_name, getattr(self.ecot, field_name) + event.ecot_delta.text)
             return [event]
         if which == "instruction":
+            if not self._first(which):
+                return []
             self.instruction = event.instruction
             return [event]
         if which == "timing":
+            key = (event.timing.stage, event.timing.sentence_index)
+            if key in self._timed:
+                return []
+            self._timed.add(key)
             self._timings.append(event.timing)
             if event.timing.stage == "reasoning" and event.timing.sentences and self._total_sentences < 0:
                 self._total_sentences = event.timing.sentences
@@ -81,6 +109,10 @@ class TurnAssembler:
             return [event]
         if which == "audio":
             chunk = event.audio
+            expected = self._next_chunk.get(chunk.sentence_index, 0)
+            if chunk.seq < expected or chunk.sentence_index in self._finished_sentences:
+                return []  # a sentence spoken again after its first talker died: this part was forwarded
+            self._next_chunk[chunk.sentence_index] = chunk.seq + 1
             self.sample_rate = chunk.sample_rate
             self._pending.setdefault(chunk.sentence_index, []).append(chunk)
             if chunk.last:

@@ -15,6 +15,7 @@ from emoomni.core.bus import Bus, Kind, subject
 from emoomni.core.media import MediaError, read_source
 from emoomni.core.service import StageService, StageTimeout, error_message, grpc_code_for, now_ns, stage_deadline
 from emoomni.core.text import SentenceSplitter, spoken_language
+from emoomni.core.workqueue import redelivered
 from emoomni.services.reasoning.backends.interface import RESPONSE, STRATEGY, MediaSource
 from emoomni.services.reasoning.core import ReasoningCore
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, reasoning_pb2, reasoning_pb2_grpc
@@ -60,9 +61,14 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
             if not instruction.done():
                 instruction.set_result(event.instruction)
 
-        # Subscribe before the strategy is published, so the instruction cannot be missed.
+        # Subscribe before the strategy is published, so the instruction cannot be missed. A job delivered again
+        # (its first replica died) may find the instruction made already: its strategy job is then a duplicate
+        # that the work queue drops, so the instruction is read from where the bus keeps it.
         sub = await bus.nc.subscribe(subject(turn_id, Kind.INSTRUCTION), cb=on_instruction)
         try:
+            kept = await bus.kept_note(subject(turn_id, Kind.INSTRUCTION)) if redelivered() else None
+            if kept is not None and not instruction.done():
+                instruction.set_result(agent_pb2.TurnEvent.FromString(kept).instruction)
             media = await self._clip(job.media) if self.core.needs_media else None
             await self._generate(turn_id, job, instruction, media)
         finally:
@@ -80,6 +86,7 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
         splitter = SentenceSplitter()
         pending: list[str] = []  # complete sentences waiting for the instruction
         index = 0
+        seq = 0  # numbers the E-CoT deltas (see EcotDelta.seq)
         ecot = reasoning_pb2.Ecot()
         start = now_ns()
         seconds = stage_deadline(job.deadline_unix_ns, self.cfg.deadlines.reasoning_s)
@@ -96,13 +103,15 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
                 await self.bus.dispatch(subject(turn_id, Kind.SPEAK), bus_pb2.SpeakJob(
                     turn_id=turn_id, sentence_index=index, text=text, instruction=acoustic,
                     language=spoken_language(text, language), last_sentence=is_last,
-                    deadline_unix_ns=job.deadline_unix_ns, talker=job.talker), "talker")
+                    deadline_unix_ns=job.deadline_unix_ns, talker=job.talker), "talker", key=index)
                 index += 1
 
         with self.tracer.start_as_current_span("reasoning.compute") as span:
             try:
                 async with asyncio.timeout(seconds):
                     async for delta in self.core.reason(job.perception, job.context, ecot, media):
+                        seq += 1
+                        delta.seq = seq
                         await self.publish_event(turn_id, Kind.ECOT, agent_pb2.TurnEvent(ecot_delta=delta))
                         if delta.part == STRATEGY and delta.part_done:
                             await self.bus.dispatch(subject(turn_id, Kind.STRATEGY), bus_pb2.MapJob(

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from emoomni.core.config import SupervisionConfig
-from emoomni.core.supervisor import GiveUp, PortBusy, Supervisor, die_with_parent, ensure_port_free
+from emoomni.core.supervisor import GiveUp, PortBusy, Supervisor, die_with_parent, end_process, ensure_port_free
 
 FAST = SupervisionConfig(backoff_s=0.05, max_backoff_s=0.2, max_quick_crashes=3, quick_crash_s=30, stop_grace_s=2)
 
@@ -78,3 +78,16 @@ def test_a_busy_port_is_named():
         port = taken.getsockname()[1]
         with pytest.raises(PortBusy, match=f"port {port} on 127.0.0.1 \\(gateway gRPC\\) is already in use"):
             ensure_port_free("127.0.0.1", port, "gateway gRPC")
+
+
+def test_end_process_asks_first_and_kills_what_does_not_listen():
+    polite = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                 "signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True)\n"
+                                 "time.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    assert end_process(polite, 5) == -15, "SIGTERM ended it"
+    assert end_process(stubborn, 0.5) == -9, "SIGKILL after the grace time"
+    assert time.monotonic() - started < 4
+    assert end_process(polite, 5) == -15, "an ended process just reports its code"

@@ -31,6 +31,38 @@ def test_sentences_are_reordered_and_renumbered():
     assert turn.audio_complete
 
 
+def test_work_done_twice_reaches_the_caller_once():
+    """A replica died mid-turn and another did its work again: the repeated E-CoT deltas, perception, instruction,
+    timings and the sentence spoken again from its start are forwarded once; the repeat continues where the first
+    talker stopped."""
+    from emoomni.v1 import instruction_pb2, perception_pb2, reasoning_pb2
+
+    def delta(seq, text):
+        piece = reasoning_pb2.EcotDelta(part=reasoning_pb2.ECOT_PART_RESPONSE, text=text, seq=seq)
+        return agent_pb2.TurnEvent(ecot_delta=piece).SerializeToString()
+
+    turn = TurnAssembler("t")
+    reason_job = bus_pb2.ReasonJob(perception=perception_pb2.PerceptionResult(cue_summary="calm")).SerializeToString()
+    softly = instruction_pb2.AcousticInstruction(text="Softly.")
+    instruction = agent_pb2.TurnEvent(instruction=softly).SerializeToString()
+    timing = agent_pb2.TurnEvent(timing=agent_pb2.StageTiming(stage="perception")).SerializeToString()
+    out = []
+    for kind, data in [(Kind.PERCEPTION, reason_job), (Kind.TIMING, timing), (Kind.ECOT, delta(1, "Hello ")),
+                       (Kind.ECOT, delta(2, "there.")), (Kind.INSTRUCTION, instruction), (Kind.SPEAK, speak(0, True)),
+                       (Kind.AUDIO, audio(0, 0)), (Kind.AUDIO, audio(0, 1)),
+                       # the talker died; the reasoning job was repeated too, from its start
+                       (Kind.PERCEPTION, reason_job), (Kind.TIMING, timing), (Kind.ECOT, delta(1, "Hello ")),
+                       (Kind.ECOT, delta(2, "there.")), (Kind.INSTRUCTION, instruction), (Kind.SPEAK, speak(0, True)),
+                       (Kind.AUDIO, audio(0, 0)), (Kind.AUDIO, audio(0, 1)), (Kind.AUDIO, audio(0, 2, last=True))]:
+        out += turn.handle(kind, data)
+    kinds = [e.WhichOneof("event") for e in out]
+    assert kinds == ["perception", "timing", "ecot_delta", "ecot_delta", "instruction", "audio", "audio", "audio"]
+    assert turn.ecot.response == "Hello there."
+    chunks = [e.audio for e in out if e.WhichOneof("event") == "audio"]
+    assert [c.pcm16 for c in chunks] == [bytes([0, n]) * 2 for n in range(3)] and chunks[-1].last
+    assert turn.audio_complete
+
+
 def test_last_flag_is_sent_even_when_the_sentence_count_arrives_late():
     turn = TurnAssembler("t")
     out = turn.handle(Kind.AUDIO, audio(0, 0, last=True))
