@@ -75,7 +75,10 @@ def stack(tmp_path_factory, otlp, english_clip):
     nats_port = free_port()
     config = {"nats": {"url": f"nats://127.0.0.1:{nats_port}", "monitor_port": free_port(), "user": "e2e",
                        "password": "e2e-secret"}, "services": addrs,
-              "limits": {"max_media_bytes": 5_000_000}, "security": {"media_roots": [str(english_clip.parent)]}}
+              "limits": {"max_media_bytes": 5_000_000}, "security": {"media_roots": [str(english_clip.parent)]},
+              # One llama.cpp thread: a test below runs a second reasoning replica beside this one (and this one's
+              # restart); with 2 threads each, their spinning threads slowed a turn past its 60 s reasoning deadline.
+              "reasoning": {"llama_cpp": {"n_threads": 1}}}
     (d / "stack.yaml").write_text(yaml.safe_dump(config))
     env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{otlp_port}",
                OTEL_EXPORTER_OTLP_INSECURE="true")
@@ -85,7 +88,7 @@ def stack(tmp_path_factory, otlp, english_clip):
                             stdout=log, stderr=subprocess.STDOUT)
     try:
         assert wait_until_serving(addrs, timeout_s=600), (d / "up.log").read_text()[-3000:]
-        yield {"gateway": addrs["gateway"], "addrs": addrs, "proc": proc, "log": d / "up.log",
+        yield {"gateway": addrs["gateway"], "addrs": addrs, "proc": proc, "log": d / "up.log", "config": config,
                "nats": f"nats://e2e:e2e-secret@127.0.0.1:{nats_port}"}
     finally:
         if proc.poll() is None:
@@ -380,9 +383,13 @@ def test_a_replica_killed_mid_turn_hands_its_work_to_another(stack, english_clip
     and each sentence once, audio in order."""
     from emoomni.testing.stack import serving
 
-    config = {"nats": {"url": stack["nats"]}, "services": {stage: f"127.0.0.1:{free_port()}"}}
+    config = {"nats": {"url": stack["nats"]}, "services": {stage: f"127.0.0.1:{free_port()}"},
+              "reasoning": stack["config"]["reasoning"]}  # the same model settings: the same words on a repeat
     with serving(stage, config, tmp_path):
         events, holders, killed = converse_killing(stack, english_clip, stage, on_kind)
+    # The killed replica may be the stack's own: the tests after this one need it back (restarted by `emoomni up`).
+    assert wait_until_serving(stack["addrs"], timeout_s=300), stack["log"].read_text()[-3000:]
+    time.sleep(2.5)  # and the gateway's presence probes (every second) have seen it
     kinds = [e.WhichOneof("event") for e in events]
     assert killed, f"the turn ended ({kinds[-1:]}) before a {stage} replica was seen working on it"
     assert kinds[-1] == "done", events[-1]
