@@ -201,7 +201,7 @@ class Bus:
         A turn's first item to a stage with no replica on the bus is refused at once, so the caller hears of it
         instead of waiting. Items handed on mid-turn wait in the queue: a replica that is restarting takes them
         when it is back, and the gateway ends the turn if none is within `deadlines.stall_s`."""
-        if not current_work.get() and not await self._answers(stage, timeout_s):
+        if not current_work.get() and not await self.stage_alive(stage, timeout_s):
             raise StageUnavailable(f"no {stage} service is running on the bus")
         work_id = child_work_id(subj.rsplit(".", 1)[-1], key)
         headers = {**headers_with_trace(), WORK_HEADER: work_id, MSG_ID_HEADER: work_id}
@@ -212,22 +212,6 @@ class Bus:
         except TimeoutError as exc:
             raise StageUnavailable(f"the bus did not store the work for {stage} within {timeout_s:.0f} s") from exc
         return work_id
-
-    async def _answers(self, stage: str, timeout_s: float) -> bool:
-        """Whether a replica of `stage` answers its presence subject (see `answer_presence`)."""
-        for pause in (0.1, 0.3, None):
-            try:
-                await self.nc.request(f"{PRESENCE}.{stage}", b"", timeout=timeout_s)
-                return True
-            except NoRespondersError:
-                # nats-server 2.15 now and then answers "no responders" to a request although a replica is
-                # subscribed; a stage that is really missing is still reported within half a second.
-                if pause is None:
-                    return False
-                await asyncio.sleep(pause)
-            except TimeoutError:
-                return False
-        return False
 
     async def kept_note(self, subj: str) -> bytes | None:
         """The last message on a subject the notes stream keeps (the turn's acoustic instruction), if any."""
@@ -322,14 +306,22 @@ class Bus:
         await self.nc.flush()
 
     async def stage_alive(self, stage: str, timeout_s: float = 2.0) -> bool:
-        """Whether at least one replica of `stage` answers on the bus right now."""
+        """Whether at least one replica of `stage` answers on the bus right now (see `answer_presence`)."""
         if not self.nc.is_connected:
             return False
-        try:
-            await self.nc.request(f"{PRESENCE}.{stage}", b"", timeout=timeout_s)
-            return True
-        except Exception:
-            return False
+        for pause in (0.1, 0.3, None):
+            try:
+                await self.nc.request(f"{PRESENCE}.{stage}", b"", timeout=timeout_s)
+                return True
+            except NoRespondersError:
+                # nats-server 2.15 now and then answers "no responders" to a request although a replica is
+                # subscribed; a stage that is really missing is still reported within half a second.
+                if pause is None:
+                    return False
+                await asyncio.sleep(pause)
+            except Exception:
+                return False
+        return False
 
     async def key_value(self, bucket: str, ttl_s: float):
         """A JetStream key-value bucket that keeps the latest value per key (created on first use)."""

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 
 from opentelemetry import trace
 
-from emoomni.core.bus import WORK_HEADER, Bus, Kind, StageUnavailable, deadline_in, new_turn_id, subject, valid_turn_id
+from emoomni.core.bus import Bus, Kind, StageUnavailable, deadline_in, new_turn_id, subject, valid_turn_id
 from emoomni.core.config import StackConfig
 from emoomni.core.media import MediaError
 from emoomni.core.registry import STAGES
@@ -24,8 +24,6 @@ from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, perception_pb2
 
 _FORWARDED = (Kind.PERCEPTION, Kind.ECOT, Kind.STRATEGY, Kind.INSTRUCTION, Kind.SPEAK, Kind.AUDIO, Kind.TIMING,
               Kind.ERROR, Kind.ALIVE)
-# Work items of a turn that the gateway sees being handed on (beyond the request it sends itself).
-_WORK = {Kind.PERCEPTION: "reasoning", Kind.STRATEGY: "instruction", Kind.SPEAK: "talker"}
 _PAYLOAD_MARGIN = 64 * 1024  # room for the rest of the TurnRequest and the headers
 
 _TALKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -122,11 +120,12 @@ class GatewayCore:
         self.validate(request)
         turn_id = request.turn_id or new_turn_id()
 
-        async def start(deadline_ns: int) -> tuple[str, str]:
+        async def start(deadline_ns: int) -> str:
             media = await self._media_for_bus(turn_id, request.media)
-            return "perception", await self.bus.dispatch(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
+            await self.bus.dispatch(subject(turn_id, Kind.REQUEST), bus_pb2.TurnRequest(
                 turn_id=turn_id, media=media, context=request.context, deadline_unix_ns=deadline_ns,
                 talker=request.talker, face_optional=request.face_optional), "perception")
+            return "perception"
 
         async for event in self._run(turn_id, start):
             yield event
@@ -148,25 +147,26 @@ class GatewayCore:
                                      brief=f'typed "{text}"')],
             cue_summary=f'The user typed: "{text}".')
 
-        async def start(deadline_ns: int) -> tuple[str, str]:
+        async def start(deadline_ns: int) -> str:
             now = time.time_ns()  # nothing to perceive: perception's share of the turn is zero
             await self.bus.publish(subject(turn_id, Kind.TIMING), agent_pb2.TurnEvent(
                 turn_id=turn_id, timing=agent_pb2.StageTiming(stage="perception", start_unix_ns=now, end_unix_ns=now)))
-            return "reasoning", await self.bus.dispatch(subject(turn_id, Kind.PERCEPTION), bus_pb2.ReasonJob(
+            await self.bus.dispatch(subject(turn_id, Kind.PERCEPTION), bus_pb2.ReasonJob(
                 turn_id=turn_id, perception=perception, context=context, deadline_unix_ns=deadline_ns,
                 talker=talker), "reasoning")
+            return "reasoning"
 
         async for event in self._run(turn_id, start):
             yield event
 
     async def _run(self, turn_id: str, start) -> AsyncIterator[agent_pb2.TurnEvent]:
-        """Subscribe to the turn, hand its first work item on with `start(deadline_ns) -> (stage, work id)`,
+        """Subscribe to the turn, hand its first work item on with `start(deadline_ns) -> its stage`,
         and yield its events in order."""
         assembler = TurnAssembler(turn_id)
         inbox: asyncio.Queue = asyncio.Queue()
 
         async def on_message(msg) -> None:
-            inbox.put_nowait((msg.subject.rsplit(".", 1)[-1], msg.data, msg.headers))
+            inbox.put_nowait((msg.subject.rsplit(".", 1)[-1], msg.data))
 
         with self.tracer.start_as_current_span("turn", kind=trace.SpanKind.SERVER) as span:
             span.set_attribute("emoomni.turn_id", turn_id)
@@ -177,13 +177,12 @@ class GatewayCore:
                 deadline_ns = deadline_in(self.cfg.deadlines.turn_s)
                 watch = WorkWatch(self.cfg.deadlines.stall_s, self.bus.outages, self.presence)
                 try:
-                    stage, work_id = await start(deadline_ns)
+                    stage = await start(deadline_ns)
                 except StageUnavailable as exc:
                     error = agent_pb2.TurnError(code="UNAVAILABLE", message=str(exc), stage="gateway")
                     yield agent_pb2.TurnEvent(turn_id=turn_id, error=error)
                     raise TurnFailed(error.code, error.message, error.stage) from exc
                 watch.starts_at(stage)
-                watch.handed(stage, work_id)
                 async for event in self._events(assembler, inbox, deadline_ns, watch):
                     yield event
                 if assembler.error is not None:
@@ -221,15 +220,13 @@ class GatewayCore:
                 yield agent_pb2.TurnEvent(turn_id=assembler.turn_id, error=assembler.error)
                 return
             try:
-                kind, data, headers = await asyncio.wait_for(
+                kind, data = await asyncio.wait_for(
                     inbox.get(), timeout=max(0.001, min(WorkWatch.CHECK_S, deadline - loop.time())))
             except TimeoutError:
                 continue
             if kind == Kind.ALIVE:
                 watch.heartbeat(data)
                 continue
-            if kind in _WORK and headers and headers.get(WORK_HEADER):
-                watch.handed(_WORK[kind], headers[WORK_HEADER])
             for event in assembler.handle(kind, data):
                 watch.finished_part(event)
                 yield event
@@ -260,9 +257,7 @@ class WorkWatch:
         self.stall_s = stall_s
         self.outages = outages
         self.presence = presence
-        # work id -> (stage, when a replica last said it works on it; 0: handed on, taken by nobody yet)
-        self.items: dict[str, tuple[str, float]] = {}
-        self.finished: set[str] = set()
+        self.items: dict[str, tuple[str, float]] = {}  # work id -> (stage, when a replica last said it works on it)
         self.last_delivery: set[str] = set()  # items whose latest delivery is their last
         self.needed: set[str] = set(STAGES)
 
@@ -280,10 +275,6 @@ class WorkWatch:
         elif which == "timing" and event.timing.stage == "reasoning" and event.timing.sentences:
             self.needed.discard("reasoning")
 
-    def handed(self, stage: str, work_id: str) -> None:
-        if work_id not in self.finished and work_id not in self.items:
-            self.items[work_id] = (stage, 0.0)
-
     def heartbeat(self, data: bytes) -> None:
         """`<stage> <work id> busy|done [<replica> <delivery> <max deliveries>]`"""
         fields = data.decode(errors="replace").split()
@@ -291,7 +282,6 @@ class WorkWatch:
             return
         stage, work_id, state = fields[:3]
         if state == "done":
-            self.finished.add(work_id)
             self.items.pop(work_id, None)
             return
         self.items[work_id] = (stage, time.monotonic())
@@ -306,7 +296,7 @@ class WorkWatch:
         now = time.monotonic()
         if self.presence is None:
             for stage, seen in self.items.values():
-                if seen and now - seen > self.stall_s:
+                if now - seen > self.stall_s:
                     return ("UNAVAILABLE", stage, f"the {stage} replica working on this turn stopped (no sign of "
                             f"life for {self.stall_s:.0f} s); please send the turn again")
             return None
@@ -315,7 +305,7 @@ class WorkWatch:
             if now - seen > self.stall_s:
                 return ("UNAVAILABLE", stage, f"the {stage} replicas that took this turn's work all stopped (it was "
                         "handed out as often as allowed); please send the turn again")
-        beating = {stage for stage, seen in self.items.values() if seen and now - seen <= self.stall_s}
+        beating = {stage for stage, seen in self.items.values() if now - seen <= self.stall_s}
         for stage in sorted(self.needed - beating, key=STAGES.index):
             if self.presence.silent_s(stage) > self.stall_s:
                 return ("UNAVAILABLE", stage, f"no {stage} replica has been on the bus for {self.stall_s:.0f} s "

@@ -21,7 +21,6 @@ def test_a_needed_stage_without_replicas_ends_the_turn_and_a_finished_one_does_n
     async def scenario(nats, bus):
         presence = StagePresence()
         watch = WorkWatch(stall_s=0.2, outages=bus.outages, presence=presence)
-        watch.handed("reasoning", "w1")
         watch.heartbeat(b"reasoning w1 busy")
         _silence(presence, "instruction", 0.3)
         watch.heartbeat(b"reasoning w1 busy")  # reasoning is alive and beating, instruction is gone
@@ -29,7 +28,7 @@ def test_a_needed_stage_without_replicas_ends_the_turn_and_a_finished_one_does_n
         assert (code, stage) == ("UNAVAILABLE", "instruction")
         assert "no instruction replica" in message
 
-        watch.handed("instruction", "w2")  # the strategy is handed on, but no replica takes it
+        # the strategy is handed on, but no replica takes it: no heartbeat, no sign of life
         assert watch.problem(bus)[1] == "instruction", "an item nobody took is no sign of life"
         watch.heartbeat(b"instruction w2 busy host:1")
         assert watch.problem(bus) is None, "a replica took it after all"
@@ -53,7 +52,7 @@ def test_an_item_waiting_in_the_queue_is_not_a_dead_replica():
     async def scenario(nats, bus):
         presence = StagePresence()
         watch = WorkWatch(stall_s=0.2, outages=bus.outages, presence=presence)
-        watch.handed("reasoning", "w1")
+        # w1 was handed on, waiting in the queue: no heartbeat yet
         _silence(presence, "nobody", 0.3)
         assert watch.problem(bus) is None, "queued 0.3 s behind other turns, the stage is up"
         watch.heartbeat(b"reasoning w1 busy host:1")
