@@ -53,7 +53,7 @@ def model_file(name: str, path: str = "") -> Path:
 # packaged Qwen. Pinned like the models: a changed file is refused, not served.
 TUNED_ADAPTERS = {
     "qwen2.5-coder-0.5b": Path(__file__).parent / "weights" / "ecot-lora-qwen2.5-coder-0.5b" / "adapter.gguf"}
-TUNED_SHA256 = {"qwen2.5-coder-0.5b": ""}
+TUNED_SHA256 = {"qwen2.5-coder-0.5b": "ec39725735fc33316d1f398e7a2eb9a7735735af3b36380f8e8be87c4624afda"}
 
 
 def tuned_adapter(name: str) -> Path | None:

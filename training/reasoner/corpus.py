@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from emoomni.services.gateway.memory import CONVERSATION_HEADER, RememberedTurn, render_turn
 from emoomni.services.reasoning.backends.interface import EMOTION_LABELS
 from emoomni.v1 import perception_pb2
+from training.reasoner.reply_checks import units
 
 CORPUS = Path(__file__).resolve().parents[1] / "data" / "ecot"
 FACES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -158,13 +159,6 @@ def messages_line(ex: Example) -> dict:
               f"<response>{ex.reply}</response>")
     return {"id": ex.id, "situation": ex.situation, "language": ex.language,
             "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
-
-
-def units(text: str) -> list[str]:
-    """Words of English text, characters of Chinese text (for distinct-2 and overlap)."""
-    if _HAN.search(text):
-        return [c for c in text if _HAN.match(c) or c.isalnum()]
-    return re.findall(r"[a-z0-9']+", text.lower())
 
 
 def distinct_2(texts: list[str]) -> float:

@@ -31,7 +31,8 @@ def collect(backend_cfg_env: dict, tuned: bool = True) -> tuple[list[reasoning_p
     import asyncio
 
     cfg = load_config(env=backend_cfg_env)
-    cfg.reasoning.llama_cpp.tuned = tuned
+    if cfg.reasoning.backend == "llama_cpp":
+        cfg.reasoning.llama_cpp.tuned = tuned
     core = ReasoningCore(cfg)
     ecot = reasoning_pb2.Ecot()
 
