@@ -6,7 +6,9 @@ compute. Goals on the 2-core machine: first audio <= 3 s, whole turn <= 6 s.
 A turn on another clip (`--interleave`, not counted) runs before each measured turn: repeating the same clip
 would let llama.cpp reuse the whole cached prompt, which a real conversation never does.
 
-    .venv/bin/python benchmarks/embedded_turn.py [--turns 10] [--clip PATH] [--model smollm2-135m]
+    .venv/bin/python benchmarks/embedded_turn.py [--turns 10] [--clip PATH] [--model smollm2-135m] [--prompt-only]
+
+--prompt-only serves the prompt-only brain (worked examples, the text-emotion classifier) instead of the tuned one.
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ async def one_turn(agent: EmbeddedAgent, clip: str) -> TurnResult:
     return result
 
 
-async def run(clip: str, turns: int, interleave: str, model: str = "") -> dict:
+async def run(clip: str, turns: int, interleave: str, model: str = "", tuned: bool = True) -> dict:
     cfg = load_config()
     if model:
         cfg.reasoning.llama_cpp.model = model
+    cfg.reasoning.llama_cpp.tuned = tuned
     started = time.perf_counter()
     async with EmbeddedAgent(cfg) as agent:
         startup_s = time.perf_counter() - started
@@ -68,11 +71,17 @@ def main() -> int:
     parser.add_argument("--clip", default=str(ROOT.parent / "shared" / "media" / "merged_7e578e0b.mp4"))
     parser.add_argument("--interleave", default=str(ROOT / "samples" / "hello.mp4"))
     parser.add_argument("--model", default="", help="reasoning.llama_cpp.model (default: the config's)")
+    parser.add_argument("--prompt-only", action="store_true", help="the prompt-only brain, not the tuned one")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    data = run_async(run(args.clip, args.turns, args.interleave, args.model))  # the event loop `emoomni chat` uses
+    # The event loop `emoomni chat` uses.
+    data = run_async(run(args.clip, args.turns, args.interleave, args.model, not args.prompt_only))
     model = args.model or load_config().reasoning.llama_cpp.model
-    path = save(f"embedded_turn_{model}", {"benchmark": "embedded_turn", "reasoning_model": model,
+    opts = load_config().reasoning.llama_cpp
+    tuned = not args.prompt_only and (args.model or opts.model) == "qwen2.5-coder-0.5b" and not opts.model_path
+    brain = "tuned" if tuned or opts.adapter_path else "prompt-only"
+    path = save(f"embedded_turn_{model}_{brain}", {"benchmark": "embedded_turn", "reasoning_model": model,
+                                           "brain": brain,
                                            "clip": Path(args.clip).name,
                                            "interleaved_with": Path(args.interleave).name,
                                            "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},

@@ -127,7 +127,8 @@ def run_scenario(backend: LlamaCppBackend, mapper: InstructionCore, s: dict) -> 
     total_s = time.perf_counter() - started
     first_sentence_s = first_sentence_s or total_s
     reply = parts[RESPONSE].strip()
-    reading = parts[EMOTION].split("Overall, the user seems ", 1)[-1].rstrip(".")
+    # The labels (the tuned brain writes a short conclusion after them, past a comma).
+    reading = parts[EMOTION].split("Overall, the user seems ", 1)[-1].split(",")[0].rstrip(".")
     controls = mapper.map(parts[STRATEGY].strip(), "en").controls
     return {"text": s["text"], "lang": s["lang"], "emotion": s["emotion"], "face": s["face"], "reading": reading,
             "reading_ok": s["emotion"] in reading.split(" and "), "intent": parts[INTENT].strip(),
@@ -148,7 +149,8 @@ def _reading_emotion(label: str) -> str:
     """A reading label as one of the scenario set's feelings (for strategy_fits)."""
     if label in NEGATIVE_READINGS:
         return {"angry": "angry", "annoyed": "angry", "frustrated": "angry", "disgusted": "angry",
-                "sad": "sad", "disappointed": "sad", "lonely": "sad", "tired": "sad"}.get(label, "worried")
+                "sad": "sad", "disappointed": "sad", "lonely": "sad", "tired": "sad", "grieving": "sad"}.get(label,
+                                                                                                      "worried")
     return "happy" if label in POSITIVE else "neutral"
 
 
@@ -175,9 +177,11 @@ def main() -> int:
     parser.add_argument("--model", default="qwen2.5-coder-0.5b")
     parser.add_argument("--limit", type=int, default=0, help="first N scenarios of each language only")
     parser.add_argument("--threads", type=int, default=2, help="llama.cpp threads (1 is faster on a crowded CPU)")
+    parser.add_argument("--prompt-only", action="store_true", help="the prompt-only brain, not the tuned one")
     args = parser.parse_args()
     cfg = load_config(env={})
     cfg.reasoning.llama_cpp.model = args.model
+    cfg.reasoning.llama_cpp.tuned = not args.prompt_only
     cfg.reasoning.llama_cpp.n_threads = args.threads
     backend, mapper = LlamaCppBackend(cfg.reasoning), InstructionCore(cfg)
     scenarios = load_scenarios()
@@ -193,8 +197,9 @@ def main() -> int:
               f"{row['reply'][:80]}", flush=True)
     result = report(rows)
     print({k: v for k, v in result.items() if k not in ("strategy_s", "total_s")})
-    path = save(f"reasoning_quality_{args.model}", {"benchmark": "reasoning_quality", "model": args.model,
-                                                     **result, "rows": rows})
+    brain = "prompt-only" if args.prompt_only or not backend.tuned else "tuned"
+    path = save(f"reasoning_quality_{args.model}_{brain}", {"benchmark": "reasoning_quality", "model": args.model,
+                                                             "brain": brain, **result, "rows": rows})
     print(f"wrote {path}")
     return 0
 

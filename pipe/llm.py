@@ -31,7 +31,8 @@ def reasoning_config(spec: str, threads: int = 1, key_envs: tuple[str, ...] = (K
     """The reasoning backend config for an `--llm` spec ("" = the packaged local model on `threads` threads). The key
     is read from the first of `key_envs` that is set, else $OPENAI_API_KEY."""
     if not spec:
-        return LlamaCppReasoning(llama_cpp=LlamaCppConfig(n_threads=threads))
+        # The prompt-only brain: the pipe writes E-CoT data and judges with its own prompts, not the tuned layout.
+        return LlamaCppReasoning(llama_cpp=LlamaCppConfig(n_threads=threads, tuned=False))
     url, _, model = spec.partition("#")
     key_env = next((name for name in key_envs if os.environ.get(name)), "OPENAI_API_KEY")
     return OpenAICompatibleReasoning(openai_compatible=OpenAICompatibleConfig(

@@ -134,11 +134,16 @@ class LlamaCppConfig(_Strict):
     """Sampling temperature (0: always the likeliest token)."""
     adapter_path: str = ""
     """A GGUF LoRA adapter that llama.cpp applies over `model_path` (`emoomni train reasoner` writes one, with the
-    base it was trained on); empty: none."""
-    openers: bool = True
+    base it was trained on); empty: the shipped E-CoT adapter of the packaged Qwen when `tuned`, else none."""
+    tuned: bool = True
+    """Reason with the shipped E-CoT LoRA of qwen2.5-coder-0.5b (services/reasoning/weights, trained on the
+    project's corpus, training/data/ecot) and its compact prompt: no worked examples, and the model reads the
+    feeling itself. False: the prompt-only brain (worked examples, the text-emotion classifier). Any adapter
+    (`adapter_path`, or this one) brings the compact prompt it was trained on."""
+    openers: bool | None = None
     """Start the intent and strategy lines with fixed opening words ("The user wants", "I will respond"), which
-    keep a small untuned model on track. An adapter trained on lines that begin otherwise turns them off (its
-    serve.yaml says so)."""
+    keep a small untuned model on track. None: on without an adapter, off with one (adapters are trained on whole
+    lines; a run's serve.yaml says which it was trained with)."""
 
 
 class OpenAICompatibleConfig(_Strict):

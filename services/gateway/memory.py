@@ -14,6 +14,9 @@ from emoomni.core.bus import Bus
 log = logging.getLogger(__name__)
 
 
+CONVERSATION_HEADER = "The conversation so far (oldest first):"
+
+
 class RememberedTurn(BaseModel):
     turn_id: str
     user: str
@@ -65,24 +68,25 @@ class SessionMemory(BaseModel):
         if self.persona:
             parts.append(f"About you and the scene: {self.persona}")
         if turns:
-            parts.append("The conversation so far (oldest first):\n" + "\n".join(_render(t) for t in turns))
+            parts.append(CONVERSATION_HEADER + "\n" + "\n".join(render_turn(t) for t in turns))
         return "\n".join(parts), len(turns)
 
 
 def _size(turns: list[RememberedTurn]) -> int:
-    return sum(len(_render(t)) + 1 for t in turns)
+    return sum(len(render_turn(t)) + 1 for t in turns)
 
 
 def _newest_fitting(turns: list[RememberedTurn], max_turns: int, max_chars: int) -> list[RememberedTurn]:
     picked: list[RememberedTurn] = []
     for turn in reversed(turns[-max_turns:]):
-        if _size(picked) + len(_render(turn)) + 1 > max_chars:
+        if _size(picked) + len(render_turn(turn)) + 1 > max_chars:
             break
         picked.append(turn)
     return picked[::-1]
 
 
-def _render(turn: RememberedTurn) -> str:
+def render_turn(turn: RememberedTurn) -> str:
+    """One earlier turn as reasoning reads it (the E-CoT corpus renders its histories with this too)."""
     feeling = f" (seemed: {turn.feeling})" if turn.feeling else ""
     reply = turn.reply_heard or "(nothing yet)"
     cut = " [the user interrupted you here]" if turn.interrupted else ""

@@ -18,6 +18,7 @@ import bisect
 import contextlib
 import logging
 import os
+import re
 import socket
 import time
 from collections import deque
@@ -678,7 +679,7 @@ class LiveSession:
                     self._sent(turn, event.audio, reply=True)
                 elif which == "done":
                     turn.done = event.done
-                    turn.feeling = _first_sentence(event.done.ecot.emotion_analysis)
+                    turn.feeling = _feeling_of(event.done.ecot.emotion_analysis)
                     self._remember_done(turn)  # before the client sees `done`: its next turn must see this one
                 put(agent_pb2.SessionEvent(turn=event))
         except (TurnFailed, MediaError) as exc:
@@ -797,6 +798,14 @@ class LiveSessions:
         async for event in session.run(inputs):
             yield event
 
+
+
+def _feeling_of(analysis: str) -> str:
+    """The main feeling of an emotion analysis's reading ("sad" of "sad and lonely"), as the memory keeps it (and the
+    tuned brain's corpus renders earlier turns); the first sentence
+    when there is none (the analysis opens with the measured cues, which the memory holds already)."""
+    found = re.search(r"the user seems ([^,.\n]+)", analysis)
+    return found.group(1).split(" and ")[0].strip()[:40] if found else _first_sentence(analysis)
 
 
 def _first_sentence(text: str) -> str:

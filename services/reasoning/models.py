@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -46,3 +47,26 @@ def model_file(name: str, path: str = "") -> Path:
     if name not in PACKAGED:
         raise ValueError(f"unknown packaged reasoning model {name!r}; choose one of {sorted(PACKAGED)}")
     return PACKAGED[name]()
+
+
+# The E-CoT LoRA trained on the project's corpus (training/data/ecot; how: the model card beside it), for the
+# packaged Qwen. Pinned like the models: a changed file is refused, not served.
+TUNED_ADAPTERS = {
+    "qwen2.5-coder-0.5b": Path(__file__).parent / "weights" / "ecot-lora-qwen2.5-coder-0.5b" / "adapter.gguf"}
+TUNED_SHA256 = {"qwen2.5-coder-0.5b": "ec39725735fc33316d1f398e7a2eb9a7735735af3b36380f8e8be87c4624afda"}
+
+
+def tuned_adapter(name: str) -> Path | None:
+    """The shipped E-CoT adapter of the packaged model `name`, checked against its pinned SHA-256; None when the
+    model has none."""
+    path = TUNED_ADAPTERS.get(name)
+    if path is None:
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(f"the shipped E-CoT adapter {path} is missing (a broken install?); "
+                                "reasoning.llama_cpp.tuned: false serves the prompt-only brain without it")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != TUNED_SHA256[name]:
+        raise RuntimeError(f"{path}: SHA-256 {digest[:12]} is not the pinned {TUNED_SHA256[name][:12]} of the shipped "
+                           "E-CoT adapter")
+    return path

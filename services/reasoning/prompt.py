@@ -11,7 +11,12 @@ weakness (benchmarks/RESULTS.md): a 0.5B model still copies the last example's r
 
 from __future__ import annotations
 
+import re
+
 from emoomni.v1 import perception_pb2
+
+# What perception appends to the words of non-English speech for English-only models.
+_ENGLISH_RENDERING = re.compile(r'" \(in English: ".*"\)$')
 
 SYSTEM = (
     "You are EmoOmni, a caring companion answering a person who talks to you on camera. You get what they "
@@ -21,6 +26,11 @@ SYSTEM = (
     "(one or two short sentences you say aloud to the person, speaking to them as \"you\": answer what they "
     "said in your own fresh words, never retell their news as if it were yours, in the language asked for)."
 )
+
+# The tuned brain's system prompt: the shipped E-CoT LoRA (training/data/ecot) was trained on it, with no worked
+# examples, so every turn's prompt is this short line and the turn itself.
+TUNED_SYSTEM = ("You are EmoOmni, a kind companion talking with a person on camera. From their words, face and "
+                "voice, write Emotion, Intent, Strategy and Reply; the reply speaks to them as you, in their language.")
 
 # Worked examples in the format the backends continue. The situations are invented for this project.
 EXAMPLES = (
@@ -70,13 +80,15 @@ STRATEGY_MANNER = {
     "lonely": "gently, softly and slowly, with warmth,", "tired": "gently and slowly,",
     "frustrated": "calmly and seriously,", "angry": "calmly and seriously,", "annoyed": "calmly and seriously,",
     "embarrassed": "gently and kindly,", "guilty": "gently and kindly,", "defensive": "calmly and kindly,",
-    "disgusted": "calmly and seriously,",
+    "disgusted": "calmly and seriously,", "grateful": "warmly and gently,",
+    "grieving": "gently, softly and slowly, with warmth,",
+    "sarcastic": "calmly and kindly, with a light touch,",
 }
 
 LANGUAGE_NAMES = {"zh": "Mandarin Chinese", "en": "English"}
 # Readings after which a reply must not celebrate.
 NEGATIVE_READINGS = {"anxious", "worried", "nervous", "fearful", "sad", "disappointed", "lonely", "tired",
-                     "frustrated", "angry", "annoyed", "embarrassed", "guilty", "disgusted"}
+                     "frustrated", "angry", "annoyed", "embarrassed", "guilty", "disgusted", "grieving", "sarcastic"}
 
 
 def manner_label(reading: str) -> str:
@@ -103,11 +115,15 @@ def reply_language(perception: perception_pb2.PerceptionResult, languages: list[
     return heard if heard in languages else "en"
 
 
-def cue_block(perception: perception_pb2.PerceptionResult, context: str, language: str = "") -> str:
+def cue_block(perception: perception_pb2.PerceptionResult, context: str, language: str = "", tuned: bool = False
+              ) -> str:
     """The earlier conversation, then this turn's measured cues in their brief form (the full sentences open the
     emotion analysis instead). The conversation comes first because it only grows from one turn to the next:
     llama.cpp then reuses the cached prompt up to the new turn instead of reading the whole history again."""
-    text = "Cues: " + "; ".join(c.brief or c.text for c in perception.cues if c.modality != "reading")
+    briefs = [c.brief or c.text for c in perception.cues if c.modality != "reading"]
+    if tuned:  # the tuned brain reads Mandarin itself and was trained on the words alone, without the rendering
+        briefs = [_ENGLISH_RENDERING.sub('"', b) if b.startswith("said ") else b for b in briefs]
+    text = "Cues: " + "; ".join(briefs)
     if context.strip():
         text = f"Earlier conversation: {context.strip()}\n{text}"
     if language:
@@ -116,10 +132,12 @@ def cue_block(perception: perception_pb2.PerceptionResult, context: str, languag
 
 
 def chat_messages(perception: perception_pb2.PerceptionResult, context: str, system_suffix: str = "",
-                  language: str = "") -> list[dict]:
-    """System prompt, the worked examples, then this turn."""
-    messages = [{"role": "system", "content": f"{SYSTEM} {system_suffix}".strip()}]
-    for cues, answer in EXAMPLES:
+                  language: str = "", tuned: bool = False) -> list[dict]:
+    """System prompt, the worked examples, then this turn; `tuned`: the tuned brain's short system prompt and
+    no examples (what its adapter was trained on)."""
+    system = TUNED_SYSTEM if tuned else f"{SYSTEM} {system_suffix}".strip()
+    messages = [{"role": "system", "content": system}]
+    for cues, answer in () if tuned else EXAMPLES:
         messages += [{"role": "user", "content": cues}, {"role": "assistant", "content": answer}]
-    messages.append({"role": "user", "content": cue_block(perception, context, language)})
+    messages.append({"role": "user", "content": cue_block(perception, context, language, tuned)})
     return messages

@@ -41,7 +41,11 @@ class HFRunConfig(Strict):
     """Keys of every Trainer-based run."""
 
     optim: OptimSection = OptimSection()
-    precision: Literal["bf16", "fp32"] = "bf16"  # bf16 on GPUs that have it; always float32 on CPU
+    precision: Literal["bf16", "fp32"] = "bf16"  # bf16 on GPUs that have it; float32 weights on CPU
+    # On a CPU with native bfloat16: float32 weights under bfloat16 autocast (faster; see benchmarks/RESULTS.md).
+    cpu_autocast: bool = False
+    # Batches of lines of about the same length (less padding; the order is still shuffled between batches).
+    group_by_length: bool = False
     # A DeepSpeed JSON for multi-GPU runs (training/configs/deepspeed/zero2.json); empty: DDP or one device.
     deepspeed: str = ""
     save_steps: int = 500
@@ -53,9 +57,19 @@ class HFRunConfig(Strict):
 
 
 def precision(cfg: HFRunConfig) -> tuple[bool, torch.dtype]:
-    """(bf16, weights dtype)."""
-    bf16 = cfg.precision == "bf16" and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return bf16, torch.bfloat16 if bf16 else torch.float32
+    """(bf16, weights dtype): bfloat16 weights on a GPU that has it; on a CPU, float32 weights, under bfloat16
+    autocast when `cpu_autocast` is set and the CPU computes bfloat16 natively (AVX-512 BF16 or AMX)."""
+    if cfg.precision != "bf16":
+        return False, torch.float32
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported()
+        return bf16, torch.bfloat16 if bf16 else torch.float32
+    return cfg.cpu_autocast and cpu_has_bf16(), torch.float32
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (oneDNN's own check)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def check_launch(cfg: HFRunConfig) -> int:
@@ -89,6 +103,7 @@ def training_arguments(cfg: HFRunConfig, run: RunFolder, *, accumulation: int, h
         save_total_limit=cfg.save_total_limit, eval_strategy="steps" if has_eval else "no",
         eval_steps=cfg.eval_steps, seed=cfg.seed, data_seed=cfg.seed, remove_unused_columns=False,
         label_names=["labels"], report_to="none", disable_tqdm=True,
+        train_sampling_strategy="group_by_length" if cfg.group_by_length else "random",
         dataloader_num_workers=cfg.dataloader_workers, deepspeed=cfg.deepspeed or None)
 
 

@@ -11,7 +11,7 @@ from training.common.hf import HFRunConfig, LoraSection
 
 
 class ModelSection(Strict):
-    base: str = ""  # a GGUF model file; empty: the packaged SmolLM2-135M-Instruct the cascade serves by default
+    base: str = ""  # a GGUF model file; empty: the packaged Qwen2.5-Coder-0.5B-Instruct the cascade serves by default
 
 
 class ReasonerLora(LoraSection):
@@ -23,7 +23,7 @@ class ReasonerLora(LoraSection):
 class DataSection(Strict):
     train: list[str] = Field(default_factory=list)
     eval: str = ""
-    max_length: int = 2048  # tokens per sample (the prompt with its worked examples, and the four lines)
+    max_length: int = 1024  # tokens per sample (the short prompt, the earlier turns, and the four lines)
     # Perception of a line's clip (the cascade's own perception backends); its cues are kept in OUT/perception.json.
     perception_threads: int = 2
 

@@ -1,17 +1,21 @@
 """E-CoT samples in the cascade backend's own prompt layout, with the loss on what the model writes there.
 
 The cascade backend (services/reasoning/backends/llama_cpp_backend.py) never sees the clip: it reads perception's
-measured cues. So a training line becomes exactly the text llama.cpp is given and continues at serving time:
+measured cues. So a training line becomes exactly the text llama.cpp is given and continues at serving time, in
+the tuned brain's compact layout (its short system prompt, no worked examples):
 
-    <chat template: the backend's system prompt, its worked examples, "Cues: ..." and the reply's language>
-    Emotion: Overall, the user seems [excited and surprised.]
-    Intent:[ She wants help to check the record.\n]
-    Strategy:[ I will respond softly and clearly.\n]
-    Reply:[ That is amazing! Let's confirm it.\n]
+    <chat template: the tuned system prompt, the earlier conversation, "Cues: ..." and the reply's language>
+    Emotion: Overall, the user seems[ excited and surprised, whispering fast, a big find.\n]
+    Intent:[ wants help to check the record before telling anyone\n]
+    Strategy:[ Softly and clearly, steady pace: share the thrill, give two checks.\n]
+    Reply:[ What a find! Check the full name and the date first.\n]
 
-Brackets mark the trained tokens: the emotion reading (the backend's grammar allows one or two of its emotion
-words, which are taken from the line's emotion analysis) and each line the model writes, with the newline that
-ends it. Everything else is written by the backend's code and carries no loss.
+Brackets mark the trained tokens: the reading (one or two of the backend's emotion words, which its grammar allows,
+then the conclusion after a comma; an analysis that is not written that way gives its first emotion words and its
+first sentence, cut to 12 words) and each line the model writes, with the newline that ends it. Everything else is
+written by the backend's code and carries no loss. Any Unicode is trained: the reply is in the user's language (a
+Mandarin reply has no Latin letters, which the backend bans there); the other lines are plain English, which the
+instruction mapper reads and the backend's ASCII mask allows.
 
 Where the cues come from: a line with a `<video>` clip (EmoOmniPipe's stage2.jsonl) goes through the cascade's
 own perception backends (Whisper, the face model, prosody), as it would when served; a text-only line gives the
@@ -27,7 +31,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from emoomni.services.reasoning.backends.interface import EMOTION, EMOTION_LABELS
+from emoomni.services.reasoning.backends.interface import EMOTION, EMOTION_LABELS, RESPONSE
 from emoomni.services.reasoning.backends.llama_cpp_backend import LINES, line_start, turn_prompt
 from emoomni.services.reasoning.prompt import LANGUAGE_NAMES, reply_language
 from emoomni.v1 import perception_pb2
@@ -49,6 +53,10 @@ _WORD = re.compile(r"[a-z]+")
 _PLAIN = str.maketrans({"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "\u2014": " - ",
                         "\u2013": "-", "\u2026": "...", "\u00a0": " "})
 _CONTEXT_HEADER = "Earlier in the conversation:"
+_COMPACT = re.compile(r"^\s*(?P<labels>[a-z]+(?: and [a-z]+)?), (?P<note>.+)$", re.S)
+_SAID = re.compile(r'said "(?P<text>.*?)"(?: \(in English: ".*"\))?$')
+_HAN = re.compile(r"[\u4e00-\u9fff]")
+_LATIN = re.compile(r"[A-Za-z]")
 
 
 def emotion_reading(analysis: str) -> str:
@@ -64,13 +72,29 @@ def emotion_reading(analysis: str) -> str:
     return " and ".join(found[:2]) + "."
 
 
-def plain_line(text: str, part: str) -> str:
-    """One line of plain ASCII text (the backend ends a part at a newline and bans non-ASCII tokens)."""
+def reading_line(analysis: str) -> str:
+    """What the tuned brain writes after "Overall, the user seems": "x and y, conclusion." when the analysis is
+    written that way (the project's corpus), else the analysis's first emotion words ("x and y.")."""
+    compact = _COMPACT.match(" ".join(analysis.split()))
+    if compact and all(label in EMOTION_LABELS for label in compact["labels"].split(" and ")):
+        note = plain_line(compact["note"], "emotion analysis").rstrip(".")
+        return f"{compact['labels']}, {note}."
+    first = " ".join(re.split(r"(?<=[.!?])\s", " ".join(analysis.split()))[0].split()[:12]).rstrip(".")
+    first = first[:1].lower() + first[1:]
+    return f"{emotion_reading(analysis).rstrip('.')}, {plain_line(first, 'emotion analysis')}."
+
+
+def plain_line(text: str, part: str, language: str = "en") -> str:
+    """One line of text (the backend ends a part at a newline). Plain ASCII, except a Mandarin reply, which has
+    no Latin letters (the backend's masks for each)."""
     line = " ".join(text.translate(_PLAIN).split()).strip()
     if not line:
         raise BadLine(f"the {part} is empty")
-    if not line.isascii():
-        raise BadLine(f"the {part} is not plain English text (the cascade backend writes ASCII only)")
+    if language == "zh":
+        if _LATIN.search(line):
+            raise BadLine(f"the {part} is Mandarin with Latin letters (the backend bans them in a Mandarin reply)")
+    elif not line.isascii():
+        raise BadLine(f"the {part} is not plain English text (the cascade backend writes ASCII only here)")
     return line
 
 
@@ -80,8 +104,27 @@ def cues_from_text(text: str) -> tuple[perception_pb2.PerceptionResult, str]:
     if not head.startswith("Cues:"):
         raise BadLine("a line without a clip must give the cues as the backend writes them ('Cues: said \"...\"; "
                       "face mostly happy; ...')")
-    cues = [perception_pb2.Cue(brief=c.strip()) for c in head.removeprefix("Cues:").split(";") if c.strip()]
-    return perception_pb2.PerceptionResult(cues=cues), context.strip()
+    briefs = [c.strip() for c in _split_cues(head.removeprefix("Cues:")) if c.strip()]
+    result = perception_pb2.PerceptionResult(cues=[perception_pb2.Cue(brief=brief) for brief in briefs])
+    said = next((m["text"] for m in map(_SAID.match, briefs) if m), "")
+    if said:
+        result.transcript.text = said
+        result.transcript.language = "zh" if _HAN.search(said) else "en"
+    return result, context.strip()
+
+
+def _split_cues(text: str) -> list[str]:
+    """The cues at their semicolons, except those inside the quoted words."""
+    out, current, quoted = [], "", False
+    for char in text:
+        if char == '"':
+            quoted = not quoted
+        if char == ";" and not quoted:
+            out.append(current)
+            current = ""
+        else:
+            current += char
+    return [*out, current]
 
 
 def context_of(user_text: str) -> str:
@@ -125,11 +168,11 @@ class ReasonerEncoder:
         parts = ecot_parts(sample.messages[-1]["content"])
         perception, context = self.perception(sample)
         language = reply_language(perception, list(LANGUAGE_NAMES))
-        pieces = [(turn_prompt(self.formatter, perception, context, language), False),
-                  (emotion_reading(parts[EMOTION]), True)]
+        pieces = [(turn_prompt(self.formatter, perception, context, language, tuned=True), False),
+                  (f" {reading_line(parts[EMOTION])}\n", True)]
         for part, label, opener in LINES:
             opener = opener if self.openers else ""
-            text = plain_line(parts[part], part)
+            text = plain_line(parts[part], part, language if part == RESPONSE else "en")
             if opener:
                 if not text.lower().startswith(opener.lower()):
                     raise BadLine(f"the {part} does not begin with {opener!r}, which the backend writes itself "
@@ -137,7 +180,7 @@ class ReasonerEncoder:
                 text = text[len(opener):]
             else:
                 text = f" {text}"
-            pieces += [(line_start(label, opener), False), (text + "\n", True)]
+            pieces += [(line_start(label, opener).removeprefix("\n"), False), (text + "\n", True)]
         return pieces
 
     def encode(self, sample: Sample) -> dict:

@@ -95,8 +95,8 @@ def write_adapter(model, base: dict, alpha: float, out: str | Path) -> Path:
             raise ValueError(f"no llama.cpp tensor name for {module} ({base['arch']})")
         if base["arch"] == "llama" and module.endswith(("q_proj", "k_proj")):
             lora_b = rotary_permute(lora_b, base["heads"] if module.endswith("q_proj") else base["kv_heads"])
-        writer.add_tensor(f"{target}.lora_a", lora_a.numpy().astype(np.float32))
-        writer.add_tensor(f"{target}.lora_b", lora_b.numpy().astype(np.float32))
+        writer.add_tensor(f"{target}.lora_a", lora_a.numpy().astype(np.float16))
+        writer.add_tensor(f"{target}.lora_b", lora_b.numpy().astype(np.float16))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()

@@ -3,7 +3,7 @@ the backend's own prompt layout (training/reasoner/data.py), exported as a GGUF 
 over the same GGUF file.
 
     emoomni train reasoner --config training/configs/reasoner_lora.yaml --data pipe_out/train/stage2.jsonl \
-        --out runs/reasoner        # --base MODEL.gguf; default: the packaged SmolLM2-135M-Instruct
+        --out runs/reasoner        # --base MODEL.gguf; default: the packaged Qwen2.5-Coder-0.5B-Instruct
     then: reasoning.llama_cpp.adapter_path: runs/reasoner/final/adapter.gguf  (OUT/final/serve.yaml has the lines)
 
 Order of work: the base GGUF is checked first (a wrong --base fails before anything else), then loaded; every
@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from emoomni.services.reasoning.backends.llama_cpp_backend import chat_formatter, packaged_smollm2
+from emoomni.services.reasoning.backends.llama_cpp_backend import chat_formatter, packaged_qwen_coder
 from training.common.config import ConfigError
 from training.common.hf import (
     check_launch,
@@ -39,7 +39,7 @@ def load_base(cfg: ReasonerConfig, dtype: torch.dtype):
     """(base info, model, tokenizer) from the GGUF; BaseModelError before any weight is read if it is wrong."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    base = read_base(cfg.model.base or packaged_smollm2())
+    base = read_base(cfg.model.base or packaged_qwen_coder())
     folder, name = str(base["path"].parent), base["path"].name
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=dtype)
     # transformers dequantizes a GGUF's weights to `dtype` but still marks the model as "quantized", which its
@@ -102,7 +102,9 @@ def train_reasoner(cfg: ReasonerConfig, out: str | Path, resume: str | None = No
                       data_collator=DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100),
                       callbacks=[metrics_callback(run)])
     result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    metrics = trainer.evaluate() if held else {}
+    # The held-out scores at the last step: the ones logged there, else one evaluation now.
+    logged = [r for r in trainer.state.log_history if "eval_loss" in r and r.get("step") == trainer.state.global_step]
+    metrics = (logged[-1] if logged else trainer.evaluate()) if held else {}
     final = export(trainer, base, cfg, run)
     return {"out": str(run.out), "final": str(final), "adapter": str(final / "adapter.gguf"),
             "steps": trainer.state.global_step, "train_loss": result.training_loss, "eval": metrics, **counts}

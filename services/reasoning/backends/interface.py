@@ -23,6 +23,7 @@ EMOTION_LABELS = (
     "happy", "excited", "joyful", "relieved", "hopeful", "proud", "amused", "playful", "calm", "neutral",
     "curious", "surprised", "confused", "anxious", "worried", "nervous", "fearful", "sad", "disappointed",
     "lonely", "tired", "frustrated", "angry", "annoyed", "embarrassed", "guilty", "defensive", "disgusted",
+    "grateful", "grieving", "sarcastic",
 )
 
 

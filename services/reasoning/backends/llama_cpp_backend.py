@@ -2,8 +2,13 @@
 
 Each part is its own completion that continues the same prompt, so llama.cpp reuses the cached prefix
 and every part has its own token budget. The four parts always parse because their boundaries are written
-by this code, not by the model. The emotion reading combines a text-emotion classifier on the words with the
-face and voice measurements (reading.py); without the classifier, a grammar restricts the model's own
+by this code, not by the model.
+
+Two brains share this code. The tuned one (the default): the packaged Qwen with the shipped E-CoT LoRA, a short
+system prompt and no worked examples; the model reads the feeling itself ("sad and lonely, ...": labels from a
+grammar, then a short conclusion) and writes compact lines (COMPACT_BUDGETS). The prompt-only one (`tuned: false`,
+or a model without an adapter): its emotion reading combines a text-emotion classifier on the words with
+the face and voice measurements (reading.py); without the classifier, a grammar restricts the model's own
 reading to enumerated emotion words. The free-text parts are constrained by logit bias and end at a
 newline, which is ~2x faster than a grammar here: intent and strategy are plain ASCII English (the
 instruction mapper reads English), and the reply is in the language heard when the model writes it
@@ -35,6 +40,7 @@ from emoomni.services.reasoning.models import (  # noqa: F401  (packaged_smollm2
     model_file,
     packaged_qwen_coder,
     packaged_smollm2,
+    tuned_adapter,
 )
 from emoomni.services.reasoning.prompt import (
     EMOTION_OPENER,
@@ -52,8 +58,16 @@ from emoomni.services.reasoning.prompt import (
 from emoomni.services.reasoning.reading import Reading, TextEmotionClassifier, combine, pin_prefix, rewind
 from emoomni.v1 import perception_pb2
 
-_LABEL_GRAMMAR = ("root ::= label (\" and \" label)? \".\"\nlabel ::= "
-                  + " | ".join(f'"{label}"' for label in EMOTION_LABELS))
+_LABELS = " | ".join(f'"{label}"' for label in EMOTION_LABELS)
+_LABEL_GRAMMAR = f'root ::= label (" and " label)? "."\nlabel ::= {_LABELS}'
+# The tuned brain's reading: one or two labels after a space, then the comma its conclusion follows.
+_TUNED_LABEL_GRAMMAR = f'root ::= " " label (" and " label)? ","\nlabel ::= {_LABELS}'
+# Token budgets of the tuned brain's generated lines (the config's limits still cap them): the conclusion after the
+# labels, intent and strategy. The corpus keeps to 10, 12 and 16 words; a word is ~1.3 tokens.
+COMPACT_BUDGETS = {EMOTION: 18, INTENT: 20, STRATEGY: 26}
+# The tuned brain may not copy a run of this many tokens of the user's words (retelling them); shorter shared runs
+# ("your sister", "这个周末") are how people talk.
+TUNED_COPY_NGRAM = 6
 _BANNED = -1e9
 # The reply may not copy a run of this many tokens from the user's words or from a worked example's reply.
 COPY_NGRAM = 3
@@ -81,10 +95,14 @@ def chat_formatter(template: str, eos: str, bos: str):
     return Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
 
-def turn_prompt(formatter, perception: perception_pb2.PerceptionResult, context: str, language: str = "en") -> str:
-    """The prompt up to the emotion reading: system, worked examples, this turn's cues, "Emotion: ..."."""
-    return (formatter(messages=chat_messages(perception, context, language=language)).prompt
-            + f"Emotion: {EMOTION_OPENER}")
+def turn_prompt(formatter, perception: perception_pb2.PerceptionResult, context: str, language: str = "en",
+                tuned: bool = False) -> str:
+    """The prompt up to the emotion reading: system, worked examples (not when `tuned`), this turn's cues,
+    "Emotion: Overall, the user seems" (the tuned brain writes the space before its labels itself, as it was
+    trained: a prompt that ends in a space tokenizes unlike the training text)."""
+    opener = EMOTION_OPENER.rstrip() if tuned else EMOTION_OPENER
+    return (formatter(messages=chat_messages(perception, context, language=language, tuned=tuned)).prompt
+            + f"Emotion: {opener}")
 
 
 def line_start(label: str, opener: str) -> str:
@@ -104,36 +122,46 @@ class LlamaCppBackend:
         path = str(model_file(opts.model, opts.model_path))
         if opts.adapter_path and not Path(opts.adapter_path).is_file():
             raise FileNotFoundError(f"reasoning.llama_cpp.adapter_path: no such file {opts.adapter_path}")
+        adapter = opts.adapter_path or (tuned_adapter(opts.model) if opts.tuned and not opts.model_path else None)
+        # Any adapter brings the compact prompt it was trained on (training/reasoner trains that layout only).
+        self.tuned = adapter is not None
+        self.openers = (not self.tuned) if opts.openers is None else opts.openers
         self.llm = Llama(model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
                          n_threads_batch=opts.n_threads, n_batch=512, n_ubatch=128, seed=opts.seed,
-                         lora_path=opts.adapter_path or None, verbose=False)
+                         lora_path=str(adapter) if adapter else None, verbose=False)
         self._format = chat_formatter(self.llm.metadata["tokenizer.chat_template"],
                                       self._piece(self.llm.token_eos()), self._piece(self.llm.token_bos()))
         self._label_grammar = _LABEL_GRAMMAR
         self._grammar = LlamaGrammar.from_string
         self.languages = list(opts.reply_languages or MODEL_LANGUAGES.get(opts.model, ["en"]))
         self._processors = self._build_processors()
-        self._example_openers = {t for _, answer in EXAMPLES for t in self._first_tokens(reply_of(answer))}
+        # The prompt-only brain may not copy its worked examples (the tuned one is shown none).
+        examples = () if self.tuned else EXAMPLES
+        self._example_openers = {t for _, answer in examples for t in self._first_tokens(reply_of(answer))}
         # The strategy may not copy another feeling's worked strategy ("... think of one calming step" for joy).
         self._example_strategies = [self.llm.tokenize(f" {line_of(answer, 'Strategy')}".encode(), add_bos=False,
-                                                      special=False) for _, answer in EXAMPLES]
+                                                      special=False) for _, answer in examples]
         self._example_replies = [self.llm.tokenize(f" {reply_of(answer)}".encode(), add_bos=False, special=False)
-                                 for _, answer in EXAMPLES]
-        self._manner_bans = {"soft": self._tokens_led_by(BRIGHT_WORDS), "bright": self._tokens_led_by(SOFT_WORDS)}
+                                 for _, answer in examples]
+        # The prompt-only brain's strategy may not take back its manner (the tuned one writes its manner itself).
+        self._manner_bans = {} if self.tuned else {"soft": self._tokens_led_by(BRIGHT_WORDS),
+                                                   "bright": self._tokens_led_by(SOFT_WORDS)}
         self._congratulation_tokens = sorted({t for word in ("Congratulations", "congratulations", "Congrats",
                                                              "congrats", "恭喜") for t in self._first_tokens(word)})
         # The words cue always runs on the packaged Qwen (measured in benchmarks/RESULTS.md), whichever model
-        # writes the E-CoT: SmolLM2-135M was never shown to classify feelings.
+        # writes the E-CoT: SmolLM2-135M was never shown to classify feelings. The tuned brain reads the feeling
+        # itself (it read better than the classifier on the corpus's development set: benchmarks/RESULTS.md).
         self._prefix = pin_prefix(self.llm, [self._turn_prompt("A.", lang) for lang in ("en", "zh")])
         # The same thread count as the E-CoT (1 thread here costs 0.37 s of first audio on a quiet machine).
-        self.words = TextEmotionClassifier(str(packaged_qwen_coder()), opts.n_threads) if opts.text_emotion else None
+        self.words = TextEmotionClassifier(str(packaged_qwen_coder()), opts.n_threads) \
+            if opts.text_emotion and not self.tuned else None
 
     def _turn_prompt(self, said: str, language: str) -> str:
         """A turn's prompt for a bare utterance (to find the part every turn shares)."""
         perception = perception_pb2.PerceptionResult(
             transcript=perception_pb2.Transcript(text=said, language=language),
             cues=[perception_pb2.Cue(modality="speech", text=said, brief=said)])
-        return turn_prompt(self._format, perception, "", language)
+        return turn_prompt(self._format, perception, "", language, tuned=self.tuned)
 
     def _tokens_led_by(self, stems: tuple[str, ...]) -> list[int]:
         """Every token whose text, lower-cased and without its leading space, starts one of `stems`."""
@@ -156,15 +184,18 @@ class LlamaCppBackend:
         not_ascii = np.zeros(n_vocab, dtype=bool)
         latin = np.zeros(n_vocab, dtype=bool)
         lower_led = np.zeros(n_vocab, dtype=bool)
+        blank = np.zeros(n_vocab, dtype=bool)
         for token in range(n_vocab):
             raw = self.llm.detokenize([token])
             not_ascii[token] = bool(raw) and any(b > 126 or (b < 32 and b != 10) for b in raw)
             latin[token] = any(65 <= b <= 90 or 97 <= b <= 122 for b in raw)
             lead = raw.lstrip()[:1]
-            lower_led[token] = (bool(lead) and 97 <= lead[0] <= 122) or (bool(raw) and not raw.strip())
-        # A reply opens with a capital, a digit or a quote, never " ouch": tokens led by a small letter (and
-        # bare whitespace, which would only put the small letter one token later).
-        self._lowercase_start = np.flatnonzero(lower_led)
+            lower_led[token] = bool(lead) and 97 <= lead[0] <= 122
+            blank[token] = bool(raw) and not raw.strip()
+        # A reply opens with a capital, a digit or a quote, never " ouch": tokens led by a small letter (and, for the
+        # prompt-only brain, bare whitespace, which would only put the small letter one token later; the tuned
+        # brain learned Mandarin replies that open with a bare space token).
+        self._lowercase_start = np.flatnonzero(lower_led if self.tuned else lower_led | blank)
         masks = {"ascii": not_ascii, "zh": latin}
         out = {}
         for name, mask in masks.items():
@@ -193,24 +224,30 @@ class LlamaCppBackend:
         said = perception.transcript.text.strip()
         sources = list(self._example_replies)
         if said:
-            first |= self._first_tokens(said.split()[0] if said.isascii() else said[:2])
+            if not self.tuned:
+                first |= self._first_tokens(said.split()[0] if said.isascii() else said[:2])
             sources += [self.llm.tokenize(variant.encode(), add_bos=False, special=False)
                         for variant in (said, f" {said}")]
         never: list[int] = []
-        if any(label in NEGATIVE_READINGS for label in feeling.replace(".", "").split(" and ")):
+        labels = feeling.replace(".", "").split(" and ")
+        # Bad news is never congratulated: after any negative label, or for the tuned brain (which learned to
+        # congratulate a happy event told with a lonely face) after a negative main label.
+        if any(label in NEGATIVE_READINGS for label in (labels[:1] if self.tuned else labels)):
             never = self._congratulation_tokens
-        return _ban(np.union1d(self._lowercase_start, sorted(first)).astype(np.int64), never, sources)
+        return _ban(np.union1d(self._lowercase_start, sorted(first)).astype(np.int64), never, sources,
+                    n=TUNED_COPY_NGRAM if self.tuned else COPY_NGRAM)
 
-    def _complete(self, prompt: str, max_tokens: int, *, seed: int, label: bool = False, script: str = "ascii",
+    def _complete(self, prompt: str, max_tokens: int, *, seed: int, label: str = "", script: str = "ascii",
                   extra=None) -> Iterator[str]:
+        """One line's completion: `label` a grammar for the reading's labels, else free text up to a newline under
+        the script's mask and `extra`'s bans."""
         from llama_cpp import LogitsProcessorList
 
         opts = self.cfg.llama_cpp
         common = dict(max_tokens=max_tokens, temperature=opts.temperature, top_p=0.9,
                       repeat_penalty=1.15, stream=True, seed=seed)
         if label:
-            stream = self.llm.create_completion(prompt, grammar=self._grammar(self._label_grammar, verbose=False),
-                                                **common)
+            stream = self.llm.create_completion(prompt, grammar=self._grammar(label, verbose=False), **common)
         else:
             processors = list(self._processors[script]) + ([extra] if extra else [])
             stream = self.llm.create_completion(prompt, logits_processor=LogitsProcessorList(processors),
@@ -232,7 +269,7 @@ class LlamaCppBackend:
         limits = self.cfg.limits
         language = reply_language(perception, self.languages)
         seed = turn_seed(self.cfg.llama_cpp.seed, perception)
-        prompt = turn_prompt(self._format, perception, context, language)
+        prompt = turn_prompt(self._format, perception, context, language, tuned=self.tuned)
         if not context.strip():
             # A turn on its own starts from the pinned system prompt and examples, not after the last turn. A session's
             # turn keeps the cache instead: its prompt begins with the previous turn's history, which llama.cpp
@@ -240,7 +277,9 @@ class LlamaCppBackend:
             rewind(self.llm, self._prefix)
         reading = self.reading(perception)
         evidence = evidence_text(perception)
-        if reading is not None:
+        if self.tuned:
+            feeling, prompt = yield from self._tuned_reading(prompt, evidence, seed)
+        elif reading is not None:
             evidence = " ".join([evidence, *(s.rstrip(".") + "." for s in reading.sentences)])
             feeling = reading.phrase
             yield Piece(EMOTION, f"{evidence} {EMOTION_OPENER}{feeling}.")
@@ -248,7 +287,7 @@ class LlamaCppBackend:
         else:
             yield Piece(EMOTION, f"{evidence} {EMOTION_OPENER}")
             feeling = ""
-            for delta in self._complete(prompt, 12, seed=seed, label=True):
+            for delta in self._complete(prompt, 12, seed=seed, label=self._label_grammar):
                 yield Piece(EMOTION, delta)
                 feeling += delta
             prompt += feeling
@@ -256,9 +295,11 @@ class LlamaCppBackend:
         label_of_manner = manner_label(feeling)
         manner = STRATEGY_MANNER.get(label_of_manner, "")
         budgets = {INTENT: limits.intent_tokens, STRATEGY: limits.strategy_tokens, RESPONSE: limits.response_tokens}
+        if self.tuned:
+            budgets = {part: min(budget, COMPACT_BUDGETS.get(part, budget)) for part, budget in budgets.items()}
         for part, label, opener in LINES:
-            opener = opener if self.cfg.llama_cpp.openers else ""
-            if part == STRATEGY and opener:
+            opener = opener if self.openers else ""
+            if part == STRATEGY and opener and not self.tuned:
                 opener = f"{opener} {manner}".strip()
             budget = budgets[part]
             prompt += line_start(label, opener)
@@ -268,7 +309,7 @@ class LlamaCppBackend:
             script = "zh" if part == RESPONSE and language == "zh" else "ascii"
             if part == RESPONSE:
                 extra = self._reply_processor(perception, feeling)
-            elif part == STRATEGY:
+            elif part == STRATEGY and not self.tuned:
                 tone = "soft" if label_of_manner in NEGATIVE_READINGS | {"calm"} else \
                     "bright" if label_of_manner in BRIGHT_READINGS else ""
                 extra = _ban([], self._manner_bans.get(tone, []), self._example_strategies)
@@ -289,6 +330,21 @@ class LlamaCppBackend:
                 yield Piece(part, text)
             prompt += text[len(opener):] if opener else f" {text}"
             yield Piece(part, "", part_done=True)
+
+    def _tuned_reading(self, prompt: str, evidence: str, seed: int):
+        """The tuned brain's emotion part after the measured evidence: its labels (a grammar keeps them to the
+        reading words) and a short conclusion. Yields the pieces; returns (labels, the prompt after the line)."""
+        yield Piece(EMOTION, f"{evidence} {EMOTION_OPENER.rstrip()}")
+        labels = ""
+        for delta in self._complete(prompt, 10, seed=seed, label=_TUNED_LABEL_GRAMMAR):
+            labels += delta
+            yield Piece(EMOTION, delta)
+        prompt += labels
+        note = ""
+        for delta in self._complete(prompt, COMPACT_BUDGETS[EMOTION], seed=seed):
+            note += delta
+            yield Piece(EMOTION, delta)
+        return labels.strip().rstrip(","), prompt + note
 
 
 def turn_seed(seed: int, perception: perception_pb2.PerceptionResult) -> int:

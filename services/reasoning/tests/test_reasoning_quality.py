@@ -1,4 +1,5 @@
-"""A CI-sized slice of benchmarks/reasoning_quality.py with the default packaged model, in both languages.
+"""A CI-sized slice of benchmarks/reasoning_quality.py with the prompt-only brain (`tuned: false`) on the packaged
+model, in both languages.
 
 What the code guarantees, whatever the small model would rather write: the strategy opens with the manner that
 fits the reading (checked through the real instruction mapper), bad news is never congratulated, Mandarin is
@@ -29,6 +30,7 @@ SLICE = ("I failed my driving test for the third time.", "I got the scholarship!
 @pytest.fixture(scope="module")
 def turns():
     cfg = load_config(env={})
+    cfg.reasoning.llama_cpp.tuned = False  # the prompt-only brain's guarantees; the tuned one: test_tuned_brain.py
     backend, mapper = LlamaCppBackend(cfg.reasoning), InstructionCore(cfg)
     list(backend.stream(WARMUP, ""))  # the service's own first turn (ReasoningCore.warmup)
     scenarios = {s["text"]: s for s in load_scenarios()}
