@@ -126,9 +126,12 @@ class LlamaCppBackend:
         # Any adapter brings the compact prompt it was trained on (training/reasoner trains that layout only).
         self.tuned = adapter is not None
         self.openers = (not self.tuned) if opts.openers is None else opts.openers
-        self.llm = Llama(model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
-                         n_threads_batch=opts.n_threads, n_batch=512, n_ubatch=128, seed=opts.seed,
-                         lora_path=str(adapter) if adapter else None, verbose=False)
+        # llama.cpp reports at error level, once per adapted tensor, that an adapter cannot share the repacked CPU
+        # buffers and uses plain ones (harmless); loading one is quiet, as every other model load here is.
+        with _quiet(adapter is not None):
+            self.llm = Llama(model_path=path, n_ctx=opts.n_ctx, n_threads=opts.n_threads,
+                             n_threads_batch=opts.n_threads, n_batch=512, n_ubatch=128, seed=opts.seed,
+                             lora_path=str(adapter) if adapter else None, verbose=False)
         self._format = chat_formatter(self.llm.metadata["tokenizer.chat_template"],
                                       self._piece(self.llm.token_eos()), self._piece(self.llm.token_bos()))
         self._label_grammar = _LABEL_GRAMMAR
@@ -345,6 +348,13 @@ class LlamaCppBackend:
             note += delta
             yield Piece(EMOTION, delta)
         return labels.strip().rstrip(","), prompt + note
+
+
+def _quiet(on: bool):
+    """Silence the process's stdout and stderr (llama.cpp writes to the file descriptors) while `on`."""
+    from llama_cpp._utils import suppress_stdout_stderr
+
+    return suppress_stdout_stderr(disable=not on)
 
 
 def turn_seed(seed: int, perception: perception_pb2.PerceptionResult) -> int:
