@@ -39,6 +39,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU (marked gpu)"))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failed test's report ends with the tail of every `emoomni up` log running under it."""
+    report = yield
+    if report.failed:
+        from emoomni.testing.stack import RUNNING_LOGS, log_tail
+
+        for path in sorted(RUNNING_LOGS):
+            report.sections.append((f"emoomni up log ({path})", log_tail(path)))
+    return report
+
+
 @pytest.fixture(scope="module")
 def nats_server():
     """A real nats-server with JetStream on a free port, for every test in the module."""

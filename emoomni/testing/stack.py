@@ -19,6 +19,17 @@ from emoomni.core.runtime import wait_until_serving
 from emoomni.core.supervisor import end_process
 
 
+# The logs of the `emoomni up` stacks running now: a failed test's report carries their tails (plugin.py), since a
+# stack that dies under a test otherwise leaves no word of why.
+RUNNING_LOGS: set[Path] = set()
+
+
+def log_tail(path: Path, max_chars: int = 6000) -> str:
+    """The end of a stack log, for a failure report."""
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return text[-max_chars:]
+
+
 @contextlib.contextmanager
 def running_stack(timeout_s: float = 600.0, config: dict | None = None):
     """`emoomni up` on free ports, without tracing; yields (service addresses, NATS URL with the bus credentials)
@@ -32,14 +43,18 @@ def running_stack(timeout_s: float = 600.0, config: dict | None = None):
     (tmp / "stack.yaml").write_text(yaml.safe_dump({**(config or {}), "services": addrs, "nats": {
         "url": f"nats://127.0.0.1:{port}", "monitor_port": free_port(), "user": "emoomni", "password": password}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = tmp / "stack.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "emoomni", "--config", str(tmp / "stack.yaml"), "up"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    RUNNING_LOGS.add(log_path)
     try:
         if not wait_until_serving(addrs, timeout_s=timeout_s):
             raise RuntimeError("the stack did not start")
         yield addrs, nats_url
     finally:
         end_process(proc, 30, signal.SIGINT)
+        RUNNING_LOGS.discard(log_path)
 
 
 @contextlib.contextmanager
