@@ -41,13 +41,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
-    """A failed test's report ends with the tail of every `emoomni up` log running under it."""
+    """A failed test's report ends with the tail of every harness process log (`emoomni up`, `emoomni web`) open
+    under it."""
     report = yield
     if report.failed:
         from emoomni.testing.stack import RUNNING_LOGS, log_tail
 
         for path in sorted(RUNNING_LOGS):
-            report.sections.append((f"emoomni up log ({path})", log_tail(path)))
+            report.sections.append((f"log {path}", log_tail(path)))
     return report
 
 

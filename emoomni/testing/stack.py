@@ -18,8 +18,8 @@ from emoomni.core.registry import service_names
 from emoomni.core.runtime import wait_until_serving
 from emoomni.core.supervisor import end_process
 
-# The logs of the `emoomni up` stacks running now: a failed test's report carries their tails (plugin.py), since a
-# stack that dies under a test otherwise leaves no word of why.
+# The logs of the processes a test harness runs now (`emoomni up` stacks, `emoomni web`): a failed test's report
+# carries their tails (plugin.py), since a process that dies under a test otherwise leaves no word of why.
 RUNNING_LOGS: set[Path] = set()
 
 

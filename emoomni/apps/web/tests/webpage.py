@@ -9,12 +9,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from emoomni.core.natsserver import free_port
+from emoomni.testing.stack import RUNNING_LOGS
 
 
 def programs(*names: str, install: str) -> list[str]:
@@ -33,13 +36,16 @@ class WebServer:
         self.gateway, self.talkers, self.port = gateway, talkers, free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.proc: subprocess.Popen | None = None
+        self.log_path = Path(tempfile.mkdtemp(prefix="emoomni-web-")) / "web.log"
+        RUNNING_LOGS.add(self.log_path)  # a failed test's report carries its tail
 
     def start(self) -> WebServer:
         command = [sys.executable, "-m", "emoomni", "web", "--port", str(self.port), "--remote", self.gateway]
         if self.talkers:
             command += ["--talkers", self.talkers]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "EMOOMNI_"))}
-        self.proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -56,6 +62,7 @@ class WebServer:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
+        RUNNING_LOGS.discard(self.log_path)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
