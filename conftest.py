@@ -93,7 +93,50 @@ def bad_media(tmp_path_factory, english_clip) -> dict[str, Path]:
     files["empty"].write_bytes(b"")
     files["not_media"].write_text("this is a shopping list, not a video\n" * 50)
     files["truncated"].write_bytes(english_clip.read_bytes()[:2000])
+    files.update(hostile_media(d, speech))
     return files
+
+
+def hostile_media(d: Path, speech: np.ndarray) -> dict[str, Path]:
+    """Uploads a hostile caller would send. The playlists name a real clip beside them, so that a decoder that
+    follows them would answer with that file's words; the SDP would bind a UDP port."""
+    import soundfile as sf
+
+    sf.write(d / "server_secret.wav", speech, 16000)
+    files = {"ffconcat": d / "ffconcat.mp4", "hls": d / "playlist.mp4", "sdp": d / "stream.mp4",
+             "flac_bomb": d / "long.flac", "pixel_bomb": write_big_frame(d / "big_frame.mkv", 6000, 6000)}
+    files["ffconcat"].write_text("ffconcat version 1.0\nfile server_secret.wav\n")
+    files["hls"].write_text("#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:10,\nserver_secret.wav\n#EXT-X-ENDLIST\n")
+    files["sdp"].write_text("v=0\no=- 0 0 IN IP4 127.0.0.1\ns=x\nc=IN IP4 127.0.0.1\nt=0 0\n"
+                            "m=audio 49170 RTP/AVP 0\n")
+    # Ten minutes of near silence in about 100 KB, its STREAMINFO's total sample count zeroed ("unknown").
+    sf.write(files["flac_bomb"], np.zeros(16000 * 600, dtype=np.float32), 16000, format="FLAC")
+    data = bytearray(files["flac_bomb"].read_bytes())
+    data[8 + 13] &= 0xF0
+    data[8 + 14:8 + 18] = bytes(4)
+    files["flac_bomb"].write_bytes(bytes(data))
+    return files
+
+
+def write_big_frame(path: Path, width: int, height: int) -> Path:
+    """A Matroska file with speech-free audio and one real JPEG frame of width x height (about 0.6 MB at 6000x6000):
+    cheap to send, costly to decode."""
+    with av.open(str(path), mode="w", format="matroska") as out:
+        video = out.add_stream("mjpeg", rate=10)
+        video.width, video.height, video.pix_fmt = width, height, "yuvj420p"
+        sound = out.add_stream("pcm_s16le", rate=16000)
+        sound.layout = "mono"
+        frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")
+        frame = frame.reformat(format="yuvj420p")
+        frame.pts, frame.time_base = 0, Fraction(1, 10)
+        out.mux(video.encode(frame))
+        out.mux(video.encode())
+        tone = (np.sin(np.arange(16000 * 2) * 2 * np.pi * 220 / 16000) * 8000).astype(np.int16).reshape(1, -1)
+        samples = av.AudioFrame.from_ndarray(tone, format="s16", layout="mono")
+        samples.sample_rate, samples.pts = 16000, 0
+        out.mux(sound.encode(samples))
+        out.mux(sound.encode())
+    return path
 
 
 # What the one-line error for each bad input must mention.
@@ -105,4 +148,11 @@ BAD_MEDIA_REASONS = {
     "no_face": "no face",
     "audio_only": "no video",
     "truncated": "not a readable",
+    # Hostile uploads (issue 25): FFmpeg playlists and descriptions that would read server files or open sockets,
+    # a FLAC whose header gives no length, a video whose frames are too large to decode.
+    "ffconcat": "only MP4/MOV",
+    "hls": "only MP4/MOV",
+    "sdp": "only MP4/MOV",
+    "flac_bomb": "past the",
+    "pixel_bomb": "megapixel limit",
 }

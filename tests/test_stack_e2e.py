@@ -160,6 +160,31 @@ def test_bad_input_is_invalid_argument_and_the_stack_keeps_serving(stack, bad_me
     assert BAD_MEDIA_REASONS[kind] in err.value.details()
 
 
+@pytest.mark.parametrize("kind", ["ffconcat", "hls", "sdp"])
+def test_playlists_are_refused_under_every_name_at_once_and_the_next_turn_is_served(stack, bad_media, english_clip,
+                                                                                    kind, tmp_path):
+    """Issue 25, finding 1: whatever the upload is called, an FFmpeg playlist or stream description is refused
+    before FFmpeg opens it (no server file is read, no UDP port bound: the SDP once stalled perception ~20 s)."""
+    from emoomni.v1 import agent_pb2, agent_pb2_grpc, media_pb2
+
+    data = bad_media[kind].read_bytes()
+    for name in ("clip.mp4", "voice.wav", "list.ffconcat", "index.m3u8", "stream.sdp", "clip.mkv", "noname"):
+        (tmp_path / name).write_bytes(data)
+        started = time.monotonic()
+        with Client(stack["gateway"]) as client, pytest.raises(grpc.RpcError) as err:
+            list(client.converse(tmp_path / name))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert "only MP4/MOV" in err.value.details() and "server_secret" not in err.value.details(), name
+        assert time.monotonic() - started < 5, name
+    with grpc.insecure_channel(stack["gateway"]) as channel, pytest.raises(grpc.RpcError) as err:
+        request = agent_pb2.ConverseRequest(media=media_pb2.MediaInput(data=data, filename="index.m3u8"))
+        list(agent_pb2_grpc.AgentStub(channel).Converse(request, timeout=30))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with Client(stack["gateway"]) as client:
+        events = list(client.converse(english_clip))
+    assert events[-1].WhichOneof("event") == "done" and events[-1].done.ecot.response
+
+
 def test_malformed_requests_are_refused(stack):
     from emoomni.v1 import agent_pb2, agent_pb2_grpc, media_pb2
 
@@ -276,6 +301,34 @@ def test_a_turn_can_ask_for_its_own_talker(stack, english_clip):
         assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_two_calls_naming_one_turn_id_each_get_only_their_own_turn(stack, english_clip, shared_media):
+    """Issue 25, finding 4: a caller's turn_id is a label, not a route. Two calls with the same id each see only
+    their own clip's events, and the first one leaving does not cancel the other's turn."""
+    results: dict[str, list] = {}
+
+    def call(name: str, clip: Path, leave_early: bool) -> None:
+        events = []
+        with Client(stack["gateway"]) as client:
+            for event in client.converse(clip, turn_id="same-id"):
+                events.append(event)
+                if leave_early and event.WhichOneof("event") == "perception":
+                    break
+        results[name] = events
+
+    threads = [threading.Thread(target=call, args=("leaver", english_clip, True)),
+               threading.Thread(target=call, args=("stayer", shared_media / MANDARIN_CLIPS[1], False))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    leaver, stayer = results["leaver"], results["stayer"]
+    assert all(e.turn_id == "same-id" for e in leaver + stayer)
+    assert "burial record" in leaver[-1].perception.transcript.text
+    heard = next(e.perception.transcript.text for e in stayer if e.WhichOneof("event") == "perception")
+    assert heard and "burial" not in heard, heard
+    assert stayer[-1].WhichOneof("event") == "done" and stayer[-1].done.ecot.response, stayer[-1]
+
+
 def test_a_turn_its_caller_abandons_stops_on_the_bus(stack, english_clip):
     """A client that vanishes mid-turn (its channel closed at the first E-CoT text): the gateway cancels the turn
     on the bus, and no stage publishes reasoning text, a sentence or audio of it a second after that."""
@@ -284,7 +337,8 @@ def test_a_turn_its_caller_abandons_stops_on_the_bus(stack, english_clip):
     import nats
 
     turn_id = f"abandoned-{time.time_ns()}"
-    seen: list[tuple[float, str]] = []
+    seen: list[tuple[float, str]] = []  # (when, kind) of the turn's bus messages (the bus knows it by another id)
+    routed: list[str] = []
 
     def abandon() -> None:
         client = Client(stack["gateway"])
@@ -297,9 +351,13 @@ def test_a_turn_its_caller_abandons_stops_on_the_bus(stack, english_clip):
         nc = await nats.connect(stack["nats"])
 
         async def on_message(msg) -> None:
-            seen.append((time.monotonic(), msg.subject.rsplit(".", 1)[-1]))
+            bus_id, kind = msg.subject.split(".")[3], msg.subject.rsplit(".", 1)[-1]
+            if not routed and kind == "request":  # the only turn on this stack now
+                routed.append(bus_id)
+            if routed and bus_id == routed[0]:
+                seen.append((time.monotonic(), kind))
 
-        await nc.subscribe(f"emoomni.v1.turn.{turn_id}.>", cb=on_message)
+        await nc.subscribe("emoomni.v1.turn.>", cb=on_message)
         await nc.flush()
         abandoned = asyncio.get_running_loop().run_in_executor(None, abandon)
         await abandoned

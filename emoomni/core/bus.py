@@ -15,6 +15,10 @@ Liveness: a work item carries an id (header ``Emoomni-Work``); the replica that 
 while it works and ``... done ...`` when it is finished, so the gateway sees when the replica holding a turn's
 work has died. Each replica also answers ``emoomni.v1.presence.<stage>``, which tells the gateway whether a stage
 is up at all.
+
+Poison: an item delivered for the `max_deliver`-th time was taken by replicas that vanished without a word
+`max_deliver - 1` times (killed, or crashed by the item itself). It is not run again: it goes to
+``emoomni.v1.deadletter.<stage>`` (a bounded stream) with why, the turn gets an error event, and the stage goes on.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from opentelemetry import trace
 from emoomni.core import workqueue
 from emoomni.core.telemetry import context_from, headers_with_trace
 from emoomni.core.workqueue import (
+    DEAD_LETTER_PREFIX,
     MSG_ID_HEADER,
     NOTES_STREAM,
     WORK_STREAM,
@@ -277,6 +282,7 @@ class Bus:
         js = self.js
         await workqueue.ensure_stream(js, workqueue.work_stream_config([work_subject(k) for k in WORK_KINDS]))
         await workqueue.ensure_stream(js, workqueue.notes_stream_config([work_subject(Kind.INSTRUCTION)]))
+        await workqueue.ensure_stream(js, workqueue.dead_letter_stream_config())
         await workqueue.ensure_consumer(js, consumer)
 
     async def cancel_turn(self, turn_id: str) -> None:
@@ -362,7 +368,10 @@ class _StageItems:
             self.held[work_id] = msg
             return False
         turn_id = turn_id_of(msg.subject)
-        task = asyncio.create_task(self._run(msg, work_id, turn_id))
+        if self.bus.max_deliver > 1 and _delivery(msg) >= self.bus.max_deliver:
+            task = asyncio.create_task(self._set_aside(msg, work_id, turn_id))
+        else:
+            task = asyncio.create_task(self._run(msg, work_id, turn_id))
         self.tasks[task] = turn_id
         task.add_done_callback(lambda t: (self.tasks.pop(t, None), release()))
         return True
@@ -390,6 +399,25 @@ class _StageItems:
                 await (latest.ack() if finished else latest.nak())
             if finished:
                 await self.bus.alive(msg.subject, self.stage, work_id, "done")
+
+    async def _set_aside(self, msg: Msg, work_id: str, turn_id: str) -> None:
+        """A poison item (see the module docstring): to the dead letters, an error to its turn, never run again."""
+        from emoomni.v1 import agent_pb2
+
+        tries = _delivery(msg) - 1
+        why = (f"the {self.stage} stage stopped {tries} times while working on this turn's input; the input was set "
+               f"aside and the stage goes on")
+        log.error("%s: work item %s of turn %s set aside after %d lost tries (%s.%s)", self.stage, work_id, turn_id,
+                  tries, DEAD_LETTER_PREFIX, self.stage)
+        headers = {"Emoomni-Stage": self.stage, "Emoomni-Subject": msg.subject, "Emoomni-Work": work_id,
+                   "Emoomni-Reason": f"its holder vanished {tries} times (crash or kill)"}
+        with contextlib.suppress(Exception):
+            await self.bus.js.publish(f"{DEAD_LETTER_PREFIX}.{self.stage}", msg.data, headers=headers, timeout=5)
+        error = agent_pb2.TurnError(code="INTERNAL", message=why, stage=self.stage)
+        await self.bus.publish(subject(turn_id, Kind.ERROR), agent_pb2.TurnEvent(turn_id=turn_id, error=error))
+        with contextlib.suppress(Exception):
+            await msg.term()
+        await self.bus.alive(msg.subject, self.stage, work_id, "done")
 
     async def _confirm(self, work_subj: str, work_id: str) -> None:
         while True:

@@ -44,6 +44,8 @@ class LimitsConfig(_Strict):
     """Longest clip accepted, in seconds."""
     min_media_duration_s: float = 0.3
     """Shortest clip accepted, in seconds."""
+    max_video_pixels: int = 4096 * 2304
+    """Largest video frame or live camera image accepted (width x height), checked before it is decoded."""
     max_context_chars: int = 4000
     """Longest `context` (earlier conversation, scene notes) accepted."""
     max_text_chars: int = 20000
@@ -364,8 +366,9 @@ class SupervisionConfig(_Strict):
     max_backoff_s: float = 10.0
     """... up to this."""
     max_quick_crashes: int = 5
-    """A child that crashes this many times in a row, each within `quick_crash_s` of its start, is given up on
-    and the stack stops with an error that names it."""
+    """Before the stack has first served: a child that crashes this many times in a row, each within
+    `quick_crash_s` of its start, cannot start at all; it is given up on and the stack stops with an error that
+    names it. Once the stack has served, crashed children are restarted for ever (with the backoff)."""
     quick_crash_s: float = 60.0
     """A crash within this many seconds of the child's start counts as quick."""
     stop_grace_s: float = 5.0

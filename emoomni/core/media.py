@@ -2,6 +2,12 @@
 
 PyAV (bundled FFmpeg libraries) does the decoding. Every failure a user can cause raises MediaError,
 whose message is shown to the caller as gRPC INVALID_ARGUMENT / CLI exit code 2.
+
+Only the containers we accept are ever opened, whatever the name says: the format is read from the first bytes
+and the demuxer forced, so that an upload cannot be an FFmpeg playlist (concat, HLS, DASH), a network
+description (SDP) or an image sequence that reads other files or opens sockets. Limits hold while decoding:
+samples are counted (a header need not say how long a stream is) and a video's frame size is checked before any
+frame is decoded (docs/security.md).
 """
 
 from __future__ import annotations
@@ -51,11 +57,48 @@ def read_source(path: str | None, data: bytes | None, limits: LimitsConfig) -> b
     return str(p)
 
 
+# The containers accepted, as FFmpeg demuxer names. Anything else (concat, hls, dash, sdp, image2, tee, rtp, ...)
+# is never opened.
+ACCEPTED_CONTAINERS = ("mov", "matroska", "wav", "flac", "ogg", "mp3")
+# Nested opens (a reference inside a container) may use no protocol at all; the input itself is a local file or
+# bytes in memory. Network reads would time out after this long.
+_CONTAINER_OPTIONS = {"protocol_whitelist": "file", "format_whitelist": ",".join(ACCEPTED_CONTAINERS),
+                      "rw_timeout": "5000000", "probesize": "5000000"}
+_MP4_BOXES = {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"}
+
+
+def container_of(head: bytes) -> str | None:
+    """The accepted demuxer that the first bytes of a file announce, or None."""
+    if len(head) >= 8 and head[4:8] in _MP4_BOXES:
+        return "mov"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"
+    if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+        return "wav"
+    if head.startswith(b"fLaC"):
+        return "flac"
+    if head.startswith(b"OggS"):
+        return "ogg"
+    if head.startswith(b"ID3") or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "mp3"
+    return None
+
+
 def _open(source: bytes | str) -> av.container.InputContainer:
+    if isinstance(source, bytes):
+        head = source[:16]
+    else:
+        with open(source, "rb") as file:
+            head = file.read(16)
+    container = container_of(head)
+    if container is None:
+        raise MediaError("not a readable audio/video file: only MP4/MOV, Matroska/WebM, WAV, FLAC, Ogg and MP3 are "
+                         "accepted")
     try:
-        return av.open(io.BytesIO(source) if isinstance(source, bytes) else source, mode="r")
+        return av.open(io.BytesIO(source) if isinstance(source, bytes) else source, mode="r", format=container,
+                       container_options=_CONTAINER_OPTIONS)
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
-        raise MediaError(f"not a readable audio/video file ({type(exc).__name__})") from exc
+        raise MediaError(f"not a readable {container} file ({type(exc).__name__})") from exc
 
 
 def _duration_s(container: av.container.InputContainer) -> float:
@@ -89,7 +132,7 @@ def decode_audio(source: bytes | str, limits: LimitsConfig, sample_rate: int = 1
     recognition can start while the video is still being decoded."""
     with _open(source) as container:
         duration = _check_container(container, limits)
-        audio = _decode_audio(container, sample_rate)
+        audio = _decode_audio(container, sample_rate, int(limits.max_media_duration_s * sample_rate))
         has_video = bool(container.streams.video)
     if audio.size < limits.min_media_duration_s * sample_rate:
         raise MediaError(f"the clip's audio lasts {audio.size / sample_rate:.2f} s, under the "
@@ -98,31 +141,60 @@ def decode_audio(source: bytes | str, limits: LimitsConfig, sample_rate: int = 1
                         has_video=has_video)
 
 
-def decode_frames(source: bytes | str, duration_s: float, n_frames: int = 8,
-                  max_side_px: int = 480) -> list[tuple[float, np.ndarray]]:
-    """`n_frames` RGB frames spread evenly over the clip (empty when it has no video)."""
+def decode_frames(source: bytes | str, duration_s: float, n_frames: int = 8, max_side_px: int = 480,
+                  max_pixels: int = LimitsConfig().max_video_pixels) -> list[tuple[float, np.ndarray]]:
+    """`n_frames` RGB frames spread evenly over the clip (empty when it has no video). A video whose frames are
+    over `max_pixels` is refused before any frame is decoded."""
     with _open(source) as container:
         if not container.streams.video:
             return []
-        return _decode_frames(container, duration_s, n_frames, max_side_px)
+        context = container.streams.video[0].codec_context
+        _check_pixels(context.width, context.height, max_pixels)
+        return _decode_frames(container, duration_s, n_frames, max_side_px, max_pixels)
+
+
+def check_image(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """A camera frame's (width, height) from its header alone, so that a pixel bomb is refused before it is
+    decoded; only JPEG and PNG are accepted."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data), formats=("JPEG", "PNG")) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as exc:
+        raise MediaError(f"a video frame is over the {max_pixels / 1e6:.1f} megapixel limit") from exc
+    except Exception as exc:  # Pillow raises several types for a bad header (OSError, SyntaxError, ...)
+        raise MediaError("a video frame is not a decodable JPEG or PNG image") from exc
+    _check_pixels(width, height, max_pixels, "a video frame is")
+    return width, height
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, what: str = "the video's frames are") -> None:
+    if width * height > max_pixels:
+        raise MediaError(f"{what} {width}x{height}, over the {max_pixels / 1e6:.1f} megapixel "
+                         "limit")
 
 
 def decode(source: bytes | str, limits: LimitsConfig, *, sample_rate: int = 16000, n_frames: int = 8,
            max_side_px: int = 480) -> DecodedMedia:
     """Decode audio (resampled) and `n_frames` frames spread evenly over the clip."""
     media = decode_audio(source, limits, sample_rate)
-    media.frames = decode_frames(source, media.duration_s, n_frames, max_side_px)
+    media.frames = decode_frames(source, media.duration_s, n_frames, max_side_px, limits.max_video_pixels)
     return media
 
 
-def _decode_audio(container: av.container.InputContainer, sample_rate: int) -> np.ndarray:
+def _decode_audio(container: av.container.InputContainer, sample_rate: int, max_samples: int) -> np.ndarray:
     stream = container.streams.audio[0]
     resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
     chunks: list[np.ndarray] = []
+    count = 0
     try:
         for frame in container.decode(stream):
             for out in resampler.resample(frame):
                 chunks.append(out.to_ndarray().reshape(-1))
+                count += chunks[-1].size
+            if count > max_samples:  # the header said less, or nothing: the samples decide
+                raise MediaError(f"the clip's audio runs past the {max_samples / sample_rate:.0f} s limit")
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray().reshape(-1))
     except av.error.FFmpegError as exc:
@@ -134,7 +206,7 @@ def _decode_audio(container: av.container.InputContainer, sample_rate: int) -> n
 
 
 def _decode_frames(container: av.container.InputContainer, duration: float, n_frames: int,
-                   max_side_px: int) -> list[tuple[float, np.ndarray]]:
+                   max_side_px: int, max_pixels: int) -> list[tuple[float, np.ndarray]]:
     stream = container.streams.video[0]
     stream.thread_type = "AUTO"
     targets = [(i + 0.5) * duration / n_frames for i in range(n_frames)]
@@ -146,6 +218,7 @@ def _decode_frames(container: av.container.InputContainer, duration: float, n_fr
                 continue
             if frame.time + 1e-6 < targets[next_target]:
                 continue
+            _check_pixels(frame.width, frame.height, max_pixels)  # a stream may change size midway
             scale = min(1.0, max_side_px / max(frame.width, frame.height))
             width, height = max(2, int(frame.width * scale) // 2 * 2), max(2, int(frame.height * scale) // 2 * 2)
             frames.append((float(frame.time), frame.to_ndarray(format="rgb24", width=width, height=height)))

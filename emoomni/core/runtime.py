@@ -215,6 +215,7 @@ def run_stack(cfg: StackConfig, config_path: str | None, ready_timeout_s: float 
             supervisor.poll()
             time.sleep(0.3)
         print(f"EmoOmni is up: Agent API on {cfg.services.gateway}. Ctrl-C stops everything.", flush=True)
+        supervisor.served = True
         while True:
             supervisor.poll()
             time.sleep(0.2)

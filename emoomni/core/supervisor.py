@@ -1,7 +1,9 @@
 """Process supervision for `emoomni up`, in the manner of systemd's `Restart=on-failure`.
 
-- A child that exits while the stack runs is restarted after a backoff that doubles per quick crash; after
-  `max_quick_crashes` quick crashes in a row it is given up on and the stack stops, naming it.
+- A child that exits is restarted after a backoff that doubles per quick crash (up to `max_backoff_s`). Before the
+  stack has first come up, `max_quick_crashes` quick crashes in a row mean the child cannot start at all: it is
+  given up on and the stack stops, naming it. Once the stack has served, a crash loop (say, inputs that crash a
+  stage) never stops the other services: the child is restarted for ever, and each crash is said and counted.
 - Exit codes that mean "this cannot work" (a taken port, an unsafe configuration) are never retried.
 - Every child gets PR_SET_PDEATHSIG: the kernel kills it when `emoomni up` dies, even by SIGKILL, so no
   orphan is ever left behind.
@@ -117,6 +119,7 @@ class Supervisor:
     def __init__(self, cfg: SupervisionConfig, say: Callable[[str], None] | None = None):
         self.cfg = cfg
         self.children: dict[str, Child] = {}
+        self.served = False  # set once every service has served (`emoomni up`): from then on nobody is given up
         self.say = say or (lambda text: print(f"emoomni up: {text}", file=sys.stderr, flush=True))
 
     def add(self, name: str, start: Callable[[], subprocess.Popen], fatal_codes: tuple[int, ...] = ()) -> None:
@@ -158,12 +161,12 @@ class Supervisor:
         uptime = time.monotonic() - child.started_at
         child.quick_crashes = child.quick_crashes + 1 if uptime < self.cfg.quick_crash_s else 1
         child.history.append(what)
-        if child.quick_crashes >= self.cfg.max_quick_crashes:
+        if not self.served and child.quick_crashes >= self.cfg.max_quick_crashes:
             raise GiveUp(f"{child.name} {what}; it crashed {child.quick_crashes} times in a row within "
                          f"{self.cfg.quick_crash_s:.0f} s of starting, giving up and stopping the stack")
-        delay = min(self.cfg.max_backoff_s, self.cfg.backoff_s * 2 ** (child.quick_crashes - 1))
+        delay = min(self.cfg.max_backoff_s, self.cfg.backoff_s * 2 ** min(child.quick_crashes - 1, 30))
         child.restart_at = time.monotonic() + delay
-        self.say(f"{child.name} {what}; restarting in {delay:.1f} s")
+        self.say(f"{child.name} {what}; restarting in {delay:.1f} s (crash {len(child.history)})")
 
     def stop(self) -> None:
         """SIGTERM to every child, SIGKILL after `stop_grace_s` for those still running."""

@@ -39,6 +39,10 @@ from nats.js.errors import APIError, NotFoundError
 log = logging.getLogger(__name__)
 
 WORK_STREAM = "EMOOMNI_WORK"
+DEAD_LETTER_STREAM = "EMOOMNI_DEAD_LETTER"
+DEAD_LETTER_PREFIX = "emoomni.v1.deadletter"  # .<stage>: items set aside, with why (headers Emoomni-*)
+DEAD_LETTER_MAX_AGE_S = 7 * 24 * 3600.0
+DEAD_LETTER_MAX_BYTES = 256 * 1024 * 1024
 NOTES_STREAM = "EMOOMNI_TURN_NOTES"
 MSG_ID_HEADER = "Nats-Msg-Id"  # JetStream's de-duplication header
 WORK_MAX_AGE_S = 600.0  # no turn lives this long (the turn deadline is 120 s by default)
@@ -69,6 +73,13 @@ def work_stream_config(subjects: list[str]) -> StreamConfig:
     return StreamConfig(name=WORK_STREAM, subjects=subjects, retention=RetentionPolicy.WORK_QUEUE,
                         storage=StorageType.FILE, max_age=WORK_MAX_AGE_S, duplicate_window=DUPLICATE_WINDOW_S,
                         discard=DiscardPolicy.OLD)
+
+
+def dead_letter_stream_config() -> StreamConfig:
+    """Items that stopped their stage again and again (poison): kept a week for whoever looks into them, bounded."""
+    return StreamConfig(name=DEAD_LETTER_STREAM, subjects=[f"{DEAD_LETTER_PREFIX}.>"],
+                        retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, max_age=DEAD_LETTER_MAX_AGE_S,
+                        max_bytes=DEAD_LETTER_MAX_BYTES, max_msgs=1000, discard=DiscardPolicy.OLD)
 
 
 def notes_stream_config(subjects: list[str]) -> StreamConfig:

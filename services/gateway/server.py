@@ -9,7 +9,7 @@ import logging
 import grpc
 from grpc_health.v1 import health
 
-from emoomni.core.bus import Bus
+from emoomni.core.bus import Bus, new_turn_id, valid_turn_id
 from emoomni.core.media import MediaError
 from emoomni.core.registry import STAGES
 from emoomni.core.security import PathNotAllowed
@@ -81,8 +81,18 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
         from opentelemetry import context as otel_context
 
         token = otel_context.attach(context_from(dict(context.invocation_metadata() or ())))
+        # The caller's turn_id is only its label, echoed in the events: the bus knows the turn by an id made here,
+        # so that no other call can receive, cancel or purge it by naming the same id.
+        label = request.turn_id
+        routed = agent_pb2.ConverseRequest()
+        routed.CopyFrom(request)
+        routed.turn_id = new_turn_id()
         try:
-            async for event in self.core.run_turn(request):
+            if label and not valid_turn_id(label):
+                raise MediaError("turn_id may only hold letters, digits, '-' and '_' (at most 64)")
+            async for event in self.core.run_turn(routed):
+                if label:
+                    event.turn_id = label
                 yield event
         except MediaError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, error_message(exc))

@@ -29,7 +29,7 @@ import numpy as np
 
 from emoomni.core.bus import TRANSCRIBE, new_turn_id, valid_turn_id
 from emoomni.core.config import StackConfig
-from emoomni.core.media import MediaError
+from emoomni.core.media import MediaError, check_image
 from emoomni.core.text import SentenceSplitter
 from emoomni.services.gateway.acks import Ack, AckBank, tone_of
 from emoomni.services.gateway.core import GatewayCore, TurnFailed, written_language
@@ -157,7 +157,10 @@ class LiveSession:
         self.session_id = ""
         self.options = agent_pb2.SessionConfig()
         self.memory = SessionMemory(session_id="")
-        self.frames: deque[tuple[float, bytes]] = deque()
+        # Every frame that a turn might still use, bounded whatever the frames' timestamps say.
+        self.frames: deque[tuple[float, bytes]] = deque(
+            maxlen=int(self.live.max_video_fps * (self.cfg.listening.max_turn_s + 10)))
+        self._frames_dropped = False
         self._frame_times: deque[float] = deque()
         self._arrivals: list[tuple[float, float]] = []  # (audio ms at a frame's end, monotonic arrival)
         self._last_ack = ""
@@ -406,11 +409,10 @@ class LiveSession:
         if len(frame.image) > self.live.max_video_frame_bytes:
             return self._refuse("INVALID_ARGUMENT", f"a video frame of {len(frame.image) / 1e6:.1f} MB is over the "
                                 f"{self.live.max_video_frame_bytes / 1e6:.0f} MB limit")
-        import cv2
-
-        probe = cv2.imdecode(np.frombuffer(frame.image, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-        if probe is None:
-            return self._refuse("INVALID_ARGUMENT", "a video frame is not a decodable JPEG or PNG image")
+        try:  # the header only: frames are decoded off the event loop, for a turn's clip (turn_clip)
+            check_image(frame.image, self.cfg.limits.max_video_pixels)
+        except MediaError as exc:
+            return self._refuse("INVALID_ARGUMENT", str(exc))
         now = time.monotonic()
         while self._frame_times and now - self._frame_times[0] > 1.0:
             self._frame_times.popleft()
@@ -421,6 +423,10 @@ class LiveSession:
                                     "second; extra frames are dropped")
             return None
         self._frame_times.append(now)
+        if len(self.frames) == self.frames.maxlen and not self._frames_dropped:
+            self._frames_dropped = True  # timestamps that do not advance: the oldest frames go, said once
+            self._refuse("RESOURCE_EXHAUSTED", f"over {self.frames.maxlen} video frames held; the oldest are "
+                         "dropped (do the frames' time_s advance?)")
         self.frames.append((frame.time_s, frame.image))
         horizon = frame.time_s - self.cfg.listening.max_turn_s - 10
         while self.frames and self.frames[0][0] < horizon:

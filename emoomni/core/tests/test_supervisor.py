@@ -42,8 +42,30 @@ def test_a_crash_loop_is_restarted_with_backoff_then_given_up_on_loudly():
     message = run_until_give_up(supervisor)
     assert "crasher exited with code 7" in message and "3 times in a row" in message
     assert [line for line in said if "restarting in" in line] == [
-        "crasher exited with code 7; restarting in 0.1 s", "crasher exited with code 7; restarting in 0.1 s"]
+        "crasher exited with code 7; restarting in 0.1 s (crash 1)",
+        "crasher exited with code 7; restarting in 0.1 s (crash 2)"]
     assert supervisor.children["crasher"].restarts == 2
+
+
+def test_once_the_stack_has_served_a_crash_loop_is_restarted_for_ever_and_counted():
+    """Issue 25, finding 3: inputs that crash a stage again and again must not stop the other services."""
+    said: list[str] = []
+    supervisor = Supervisor(FAST, say=said.append)
+    supervisor.add("crasher", lambda: child("import sys; sys.exit(7)"))
+    supervisor.add("steady", lambda: child("import time; time.sleep(60)"))
+    supervisor.start_all()
+    supervisor.served = True
+    steady = supervisor.children["steady"].proc
+    deadline = time.monotonic() + 30
+    try:
+        while supervisor.children["crasher"].restarts < 4 * FAST.max_quick_crashes:
+            assert time.monotonic() < deadline, said[-3:]
+            supervisor.poll()  # never raises GiveUp now
+            time.sleep(0.02)
+        assert steady.poll() is None and supervisor.children["steady"].proc is steady, "the others keep running"
+        assert any("restarting in 0.2 s (crash 12)" in line for line in said), said[-3:]
+    finally:
+        supervisor.stop()
 
 
 def test_a_configuration_error_is_not_retried():

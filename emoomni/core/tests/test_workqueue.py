@@ -177,3 +177,62 @@ def test_waiting_work_survives_a_nats_server_restart():
             await bus.close()
 
     run_on_bus(scenario)
+
+
+def test_an_item_that_stopped_its_replicas_twice_is_set_aside_with_an_error_for_its_turn():
+    """Poison (issue 25, finding 3): two replicas take the item and vanish without a word; the third delivery is
+    not run. It goes to the dead letters with why, the turn gets an error event, and the stage takes the next item."""
+    from emoomni.core.workqueue import DEAD_LETTER_STREAM
+    from emoomni.v1 import agent_pb2
+
+    async def scenario(nats, gateway):
+        took: list[tuple[str, str]] = []  # (replica, turn)
+        errors: list[agent_pb2.TurnEvent] = []
+
+        async def on_error(msg) -> None:
+            errors.append(agent_pb2.TurnEvent.FromString(msg.data))
+
+        await gateway.nc.subscribe(subject("t6", Kind.ERROR), cb=on_error)
+
+        def handler_of(name: str, dies: bool):
+            async def handle(msg) -> None:
+                took.append((name, msg.subject.split(".")[3]))
+                if dies:
+                    await asyncio.Event().wait()  # until its process is gone
+            return handle
+
+        async def vanish(bus: Bus) -> None:
+            for task in bus._pullers:
+                task.cancel()
+            await bus.nc.close()
+
+        loop = asyncio.get_running_loop()
+        for name in ("a", "b"):  # each takes the item, then dies holding it
+            bus = await replica(nats.url, name, "talker", handler_of(name, dies=True))
+            if name == "a":
+                await gateway.dispatch(subject("t6", Kind.SPEAK), bus_pb2.SpeakJob(turn_id="t6"), "talker")
+            deadline = loop.time() + 3 * ACK_WAIT_S
+            while (name, "t6") not in took:
+                assert loop.time() < deadline, took
+                await asyncio.sleep(0.1)
+            await vanish(bus)
+        c = await replica(nats.url, "c", "talker", handler_of("c", dies=False))
+        deadline = loop.time() + 3 * ACK_WAIT_S
+        while not errors:
+            assert loop.time() < deadline, ("no error for the poisoned turn", took)
+            await asyncio.sleep(0.1)
+        assert ("c", "t6") not in took, "the third delivery is not run"
+        assert errors[0].error.code == "INTERNAL" and "set aside" in errors[0].error.message, errors[0]
+        letter = await gateway.js.get_last_msg(DEAD_LETTER_STREAM, "emoomni.v1.deadletter.talker")
+        assert letter.headers["Emoomni-Subject"] == subject("t6", Kind.SPEAK), letter.headers
+        assert "vanished 2 times" in letter.headers["Emoomni-Reason"]
+        assert await pending(gateway, "t6") == 0, "nothing of the poison is left in the work queue"
+
+        await gateway.dispatch(subject("t7", Kind.SPEAK), bus_pb2.SpeakJob(turn_id="t7"), "talker")
+        deadline = loop.time() + 5
+        while ("c", "t7") not in took:
+            assert loop.time() < deadline, "the stage goes on with the next item"
+            await asyncio.sleep(0.1)
+        await c.close()
+
+    run_on_bus(scenario)

@@ -164,6 +164,19 @@ def test_work_started_at_a_pause_is_dropped_unseen_when_the_user_goes_on(stack, 
     assert "burial" in turn["user_transcript"] and turn["timings_ms"]["voice_to_voice"] > 0
 
 
+def png_bomb(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height, with a little pixel data: refused before anything inflates it."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    rows = zlib.compress(bytes(width * 3 + 1) * 4, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
 def _expect_abort(gateway: str, messages: list[agent_pb2.SessionInput]) -> grpc.RpcError:
     with grpc.insecure_channel(gateway) as channel:
         stub = __import__("emoomni.v1.agent_pb2_grpc", fromlist=["AgentStub"]).AgentStub(channel)
@@ -190,7 +203,7 @@ def test_bad_config_is_refused_with_a_clear_status(stack):
 
 
 def test_bad_frames_get_errors_and_the_session_goes_on(stack, clips):
-    """Odd-length PCM, a frame far too long, an undecodable image, an image when none was declared, too many
+    """Odd-length PCM, a frame far too long, an undecodable image, a pixel bomb (refused from its header), too many
     frames per second, a playback report for an unknown turn: each gets an error event, the session keeps
     listening, and a second session with the same id is refused while the first is live."""
     english = clips[ENGLISH]
@@ -201,18 +214,20 @@ def test_bad_frames_get_errors_and_the_session_goes_on(stack, clips):
         session.send_audio(b"\0" * 641)
         session.send_audio(b"\0\0" * RATE)  # 1 s in one frame
         session.send_frame(b"not an image", 0.0)
+        session.send_frame(png_bomb(30000, 30000), 0.0)  # 58 bytes of header that would decode to 2.7 GB
         jpeg = english.frames[0][1]
         for i in range(40):
             session.send_frame(jpeg, i * 0.001)
         session.report_playback("no-such-turn", 100.0)
         errors = []
-        while len(errors) < 5:
+        while len(errors) < 6:
             event = next(events)
             if event.WhichOneof("event") == "error":
                 errors.append(event.error)
         text = " | ".join(f"{e.code}: {e.message}" for e in errors)
         assert "odd-length audio frame" in text and "longer than 100 ms" in text, text
         assert "not a decodable" in text and "frames per second" in text and "no-such-turn" in text, text
+        assert "megapixel limit" in text, text
 
         duplicate = _expect_abort(stack, [agent_pb2.SessionInput(config=agent_pb2.SessionConfig(
             sample_rate=RATE, session_id="bad-frames-1"))])
