@@ -75,7 +75,9 @@ def stack(tmp_path_factory, otlp, english_clip):
     nats_port = free_port()
     config = {"nats": {"url": f"nats://127.0.0.1:{nats_port}", "monitor_port": free_port(), "user": "e2e",
                        "password": "e2e-secret"}, "services": addrs,
-              "limits": {"max_media_bytes": 5_000_000}, "security": {"media_roots": [str(english_clip.parent)]},
+              # Uploads that stall end after 5 s here (15 s by default), so the admission test stays short.
+              "limits": {"max_media_bytes": 5_000_000, "upload_idle_s": 5.0},
+              "security": {"media_roots": [str(english_clip.parent)]},
               # One llama.cpp thread: a test below runs a second reasoning replica beside this one (and this one's
               # restart); with 2 threads each, their spinning threads slowed a turn past its 60 s reasoning deadline.
               "reasoning": {"llama_cpp": {"n_threads": 1}}}
@@ -183,6 +185,48 @@ def test_playlists_are_refused_under_every_name_at_once_and_the_next_turn_is_ser
     with Client(stack["gateway"]) as client:
         events = list(client.converse(english_clip))
     assert events[-1].WhichOneof("event") == "done" and events[-1].done.ecot.response
+
+
+def test_one_caller_cannot_take_every_turn_and_stalled_uploads_end(stack, english_clip):
+    """Issue 25, finding 5: a caller holding `max_turns_per_caller` uploads open (sending `start`, then nothing)
+    is refused one more at once with RESOURCE_EXHAUSTED and a retry hint; the stalled uploads end after
+    `upload_idle_s` (DEADLINE_EXCEEDED), and the caller's next turn is served."""
+    from emoomni.core.config import LimitsConfig
+    from emoomni.v1 import agent_pb2, agent_pb2_grpc
+
+    per_caller = LimitsConfig().max_turns_per_caller
+    release = threading.Event()
+    outcomes: list[str] = []
+
+    def stalled_upload() -> None:
+        def messages():
+            yield agent_pb2.ConverseUploadMessage(start=agent_pb2.ConverseRequest())
+            release.wait(60)
+
+        with grpc.insecure_channel(stack["gateway"]) as channel:
+            try:
+                list(agent_pb2_grpc.AgentStub(channel).ConverseUpload(messages(), timeout=60))
+                outcomes.append("ended")
+            except grpc.RpcError as exc:
+                outcomes.append(exc.code().name)
+
+    holders = [threading.Thread(target=stalled_upload) for _ in range(per_caller)]
+    started = time.monotonic()
+    for holder in holders:
+        holder.start()
+    time.sleep(1.5)
+    with Client(stack["gateway"]) as client, pytest.raises(grpc.RpcError) as refused:
+        list(client.converse(english_clip))
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, refused.value
+    assert "per-caller" in refused.value.details() and "try again in" in refused.value.details()
+    for holder in holders:
+        holder.join(timeout=30)
+    release.set()
+    assert outcomes == ["DEADLINE_EXCEEDED"] * per_caller, outcomes
+    assert time.monotonic() - started < 12
+    with Client(stack["gateway"]) as client:
+        events = list(client.converse(english_clip))
+    assert events[-1].WhichOneof("event") == "done"
 
 
 def test_malformed_requests_are_refused(stack):

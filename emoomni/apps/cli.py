@@ -124,7 +124,9 @@ class ConfigCommand(Command):
         else:
             import yaml
 
-            print(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False), end="")
+            from emoomni.core.private_files import redacted
+
+            print(yaml.safe_dump(redacted(cfg.model_dump(mode="json")), sort_keys=False), end="")
         return 0
 
 

@@ -16,6 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from emoomni.core.private_files import write_private
+
 
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "EmoOmni"),
@@ -36,9 +38,8 @@ def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey |
     path.with_suffix(".pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     if key is not None:
         key_path = path.with_suffix(".key")
-        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                               serialization.NoEncryption()))
-        key_path.chmod(0o600)
+        write_private(key_path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                  serialization.NoEncryption()))
 
 
 def _issue(subject: str, key, issuer: x509.Name, issuer_key, days: int, *, ca: bool = False,

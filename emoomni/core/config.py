@@ -35,6 +35,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
+# The words a live turn's context adds around the persona and the conversation (headers, line breaks).
+CONTEXT_FRAMING_CHARS = 100
+
+
 class LimitsConfig(_Strict):
     """Input limits: past them a request is refused with INVALID_ARGUMENT instead of exhausting memory."""
 
@@ -46,6 +50,13 @@ class LimitsConfig(_Strict):
     """Shortest clip accepted, in seconds."""
     max_video_pixels: int = 4096 * 2304
     """Largest video frame or live camera image accepted (width x height), checked before it is decoded."""
+    max_turns_in_flight: int = Field(default=32, ge=1)
+    """Clip turns (Converse, ConverseUpload) one gateway replica runs at once; more are refused with
+    RESOURCE_EXHAUSTED and a retry hint."""
+    max_turns_per_caller: int = Field(default=8, ge=1)
+    """Clip turns one caller (network address) may have in flight at once."""
+    upload_idle_s: float = Field(default=15.0, gt=0.0)
+    """An upload that sends nothing for this long is ended (DEADLINE_EXCEEDED), freeing its place."""
     max_context_chars: int = 4000
     """Longest `context` (earlier conversation, scene notes) accepted."""
     max_text_chars: int = 20000
@@ -463,6 +474,9 @@ class LiveConfig(_Strict):
     """After `ended`, how long the gateway waits for the client to stop sending before closing the stream."""
     max_sessions: int = Field(default=16, ge=1)
     """Live sessions one gateway replica holds at once; more are refused with RESOURCE_EXHAUSTED."""
+    idle_wall_grace_s: float = Field(default=5.0, ge=0.0)
+    """A session whose client sends nothing at all (no audio, no text) for `listening.idle_s` plus this, by the wall
+    clock, ends as idle: a silent stream cannot hold a slot for ever (the audio clock stops when no audio comes)."""
     max_video_fps: float = 10.0
     """Camera frames per second accepted; more are dropped with a warning."""
     max_video_frame_bytes: int = 2 * 1024 * 1024
@@ -505,6 +519,16 @@ class StackConfig(BaseSettings):
     service_name_prefix: str = Field(default="emoomni", pattern=r"^[a-z][a-z0-9-]*$")
     """Where tracing sends spans is set by the standard OTEL_EXPORTER_OTLP_ENDPOINT; this only names services."""
 
+    @model_validator(mode="after")
+    def _memory_fits_the_context(self) -> StackConfig:
+        # A live turn's context is the persona (at most half of max_context_chars) plus the remembered
+        # conversation; both within their own limits must still fit together, or every turn would be refused.
+        room = self.limits.max_context_chars - self.limits.max_context_chars // 2 - CONTEXT_FRAMING_CHARS
+        if self.live.history_chars > room:
+            raise ValueError(f"live.history_chars ({self.live.history_chars}) plus the longest persona (half of "
+                             f"limits.max_context_chars = {self.limits.max_context_chars // 2}) would not fit in "
+                             f"limits.max_context_chars; use at most {room}, or raise max_context_chars")
+        return self
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,

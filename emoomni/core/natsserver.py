@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from emoomni.core.private_files import write_private
+
 
 def find_nats_server() -> str:
     """The nats-server binary: next to this interpreter first (the venv's bin/), then PATH."""
@@ -92,8 +94,7 @@ class NatsServer:
             lines.append(f"authorization {{ user: {json.dumps(self.user)}, password: {json.dumps(self.password)} }}")
         if self.tls_cert:
             lines.append(f"tls {{ cert_file: {json.dumps(self.tls_cert)}, key_file: {json.dumps(self.tls_key)} }}")
-        conf.write_text("\n".join(lines) + "\n")
-        conf.chmod(0o600)  # it holds the bus password
+        write_private(conf, "\n".join(lines) + "\n")  # it holds the bus password
         cmd = [find_nats_server(), "-c", str(conf)]
         # It logs to log_path; stderr is not read (a pipe nobody drains would block the server once it fills).
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,

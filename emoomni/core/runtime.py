@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from emoomni.core.bus import Bus
 from emoomni.core.config import StackConfig
 from emoomni.core.natsserver import NatsServer
+from emoomni.core.private_files import redacted_url
 from emoomni.core.registry import service_class, service_names
 from emoomni.core.security import InsecureListen, bind, check_listen
 from emoomni.core.service import StageService, grpc_server, set_serving
@@ -79,7 +80,7 @@ async def serve_forever(name: str, cfg: StackConfig) -> int:
     except OSError as exc:
         print(f"emoomni {name}: {exc}", file=sys.stderr, flush=True)
         return EXIT_PORT_BUSY
-    log.info("%s serving gRPC on %s, bus %s", name, addr, cfg.nats.url)
+    log.info("%s serving gRPC on %s, bus %s", name, addr, redacted_url(cfg.nats.url))
     print(f"emoomni {name}: ready on {addr}", flush=True)
     await stop.wait()
     # Bounded steps: a model thread still busy with a turn must not hold the process past the stack's

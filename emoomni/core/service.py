@@ -23,7 +23,7 @@ from opentelemetry import trace
 from emoomni.core import bus as busmod
 from emoomni.core.bus import Bus, Kind, span_from_msg, subject
 from emoomni.core.config import SecurityConfig, StackConfig
-from emoomni.core.limits import MAX_GRPC_MESSAGE
+from emoomni.core.limits import MAX_GRPC_MESSAGE, MAX_REQUEST_MESSAGE
 from emoomni.core.media import MediaError
 from emoomni.core.security import PathNotAllowed, check_media_path, server_interceptors
 from emoomni.core.telemetry import tracer_for
@@ -175,7 +175,7 @@ def grpc_server(services_names: list[str], traced: bool = True,
         interceptors.append(aio_server_interceptor())
     server = grpc.aio.server(interceptors=interceptors, options=[
         ("grpc.so_reuseport", 0),
-        ("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
+        ("grpc.max_receive_message_length", MAX_REQUEST_MESSAGE),
         ("grpc.max_send_message_length", MAX_GRPC_MESSAGE)])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

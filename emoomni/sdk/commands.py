@@ -63,17 +63,22 @@ CLIENT_SECURITY = {"tls_ca": "EMOOMNI_TLS_CA", "token": "EMOOMNI_TOKEN", "client
 
 
 def add_client_security(parser: argparse.ArgumentParser) -> None:
-    """--tls-ca / --token / --client-cert / --client-key for commands that call a running stack."""
+    """--tls-ca / --token-file / --client-cert / --client-key for commands that call a running stack."""
     group = parser.add_argument_group("calling a secured stack (README, Running unattended)")
     group.add_argument("--tls-ca", metavar="PEM", help="CA that signed the server's certificate: use TLS "
                        "($EMOOMNI_TLS_CA)")
-    group.add_argument("--token", help="bearer token ($EMOOMNI_TOKEN)")
+    group.add_argument("--token-file", metavar="FILE", help="file holding the bearer token ($EMOOMNI_TOKEN holds "
+                       "it directly; never on the command line, where `ps` shows it)")
     group.add_argument("--client-cert", metavar="PEM", help="client certificate for mutual TLS ($EMOOMNI_CLIENT_CERT)")
     group.add_argument("--client-key", metavar="PEM", help="its private key ($EMOOMNI_CLIENT_KEY)")
 
 
 def apply_client_security(args: argparse.Namespace) -> None:
     """Flags win over the environment; every client made in this process then uses them."""
+    if getattr(args, "token_file", None):
+        from emoomni.core.private_files import read_secret_file
+
+        args.token = read_secret_file(args.token_file)
     for attr, var in CLIENT_SECURITY.items():
         value = getattr(args, attr, None)
         if value is not None:

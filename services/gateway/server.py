@@ -15,6 +15,7 @@ from emoomni.core.registry import STAGES
 from emoomni.core.security import PathNotAllowed
 from emoomni.core.service import StageService, error_message, set_serving
 from emoomni.core.telemetry import context_from
+from emoomni.services.gateway.admission import Admission, Refused, caller_of
 from emoomni.services.gateway.core import GatewayCore, StagePresence, TurnFailed
 from emoomni.services.gateway.session import LiveSessions, SessionError
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
@@ -39,6 +40,7 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
         self.presence = StagePresence()
         self.core = GatewayCore(self.cfg, bus, self.presence)
         self.live = LiveSessions(self.cfg, self.core, self.listening_models)
+        self.admission = Admission(self.cfg.limits.max_turns_in_flight, self.cfg.limits.max_turns_per_caller)
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         agent_pb2_grpc.add_AgentServicer_to_server(self, server)
@@ -104,15 +106,35 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
             otel_context.detach(token)
 
     async def Converse(self, request: agent_pb2.ConverseRequest, context: grpc.aio.ServicerContext):
-        async for event in self._serve_turn(request, context):
-            yield event
+        try:
+            with self.admission.turn(caller_of(context)):
+                async for event in self._serve_turn(request, context):
+                    yield event
+        except Refused as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
 
     async def ConverseUpload(self, request_iterator, context: grpc.aio.ServicerContext):
+        try:
+            with self.admission.turn(caller_of(context)):  # before the upload is read
+                async for event in self._upload_then_turn(request_iterator, context):
+                    yield event
+        except Refused as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+
+    async def _upload_then_turn(self, request_iterator, context: grpc.aio.ServicerContext):
         limit = self.cfg.limits.max_media_bytes
         start: agent_pb2.ConverseRequest | None = None
         parts: list[bytes] = []
         size = 0
-        async for message in request_iterator:
+        messages = aiter(request_iterator)
+        while True:
+            try:  # a caller that stops sending mid-upload does not hold its place for ever
+                message = await asyncio.wait_for(anext(messages), self.cfg.limits.upload_idle_s)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                await context.abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"the upload sent nothing for "
+                                    f"{self.cfg.limits.upload_idle_s:.0f} s")
             which = message.WhichOneof("msg")
             if which == "start":
                 if start is not None:

@@ -243,8 +243,10 @@ class LiveSession:
         if options.language and options.language not in ("en", "zh"):
             raise SessionError("INVALID_ARGUMENT", "config.language must be 'en', 'zh' or empty (detect)")
         if len(self.active) >= self.live.max_sessions:
+            wait_s = self.cfg.listening.idle_s + self.live.idle_wall_grace_s
             raise SessionError("RESOURCE_EXHAUSTED", f"this gateway holds {self.live.max_sessions} live sessions "
-                               "already; try again later or another replica")
+                               f"already; try again in {wait_s:.0f} s (a silent session is ended by then) or on "
+                               "another replica")
         session_id = options.resume_id or options.session_id or new_turn_id()
         if session_id in self.active:
             raise SessionError("ALREADY_EXISTS", f"session {session_id} is already live on this gateway")
@@ -293,7 +295,10 @@ class LiveSession:
 
     async def _read(self) -> None:
         try:
-            while (item := await self.inbox.get()) is not None:
+            while (item := await self._next_input()) is not None:
+                if item == "idle":
+                    await self._finish("idle")
+                    return
                 message, arrived = item
                 which = message.WhichOneof("msg")
                 if which == "audio":
@@ -321,6 +326,17 @@ class LiveSession:
         except Exception as exc:  # a bug here must end this session, not the gateway
             log.exception("live session %s failed", self.session_id)
             self.out.put_nowait(SessionError("INTERNAL", f"the session failed: {exc}"))
+
+    async def _next_input(self):
+        """The next input, or "idle" once the client has sent nothing for the idle time by the wall clock while no
+        turn of the agent is in flight or playing."""
+        quiet_s = self.cfg.listening.idle_s + self.live.idle_wall_grace_s
+        while True:
+            try:
+                return await asyncio.wait_for(self.inbox.get(), timeout=quiet_s)
+            except TimeoutError:
+                if not self.pending and (self.turn is None or self._done_playing(self.turn)):
+                    return "idle"
 
     async def _finish(self, reason: str) -> None:
         """End after the current turn: its audio is still sent and played."""

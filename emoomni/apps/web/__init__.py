@@ -20,6 +20,9 @@ class WebCommand(Command):
         parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other "
                             "needs security.tls and a token, as every server of the stack)")
         parser.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+        parser.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                            help="a host name the page may be reached by (repeatable); localhost, 127.0.0.1, ::1 and "
+                            "--host are always allowed. Any other Host header is refused (DNS rebinding).")
         parser.add_argument("--remote", metavar="HOST:PORT", help="a running gateway (`emoomni up`) instead of the "
                             "embedded stack")
         parser.add_argument("--talkers", metavar="HOST:PORT", help="the talker service that lists the engines with "

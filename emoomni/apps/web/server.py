@@ -113,7 +113,8 @@ class EmbeddedStack:
 
 
 class RemoteStack:
-    """A running gateway over gRPC (TLS and token from --tls-ca/--token or EMOOMNI_*), as every client reaches it."""
+    """A running gateway over gRPC (TLS and token from --tls-ca/--token-file or EMOOMNI_*), as every client reaches
+    it."""
 
     def __init__(self, target: str, talker_target: str):
         self.target, self.talker_target = target, talker_target
@@ -332,8 +333,30 @@ async def send_audio(ws: web.WebSocketResponse, turn_id: str, chunk: media_pb2.A
 # ---- the app ------------------------------------------------------------------------------------------------------
 
 
-def make_app(stack, cfg: StackConfig, token: str = "") -> web.Application:
-    """The page, /api/info, /ws (live session) and /ws/converse (an uploaded clip, one turn)."""
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def host_name(host_header: str) -> str:
+    """The name in a Host header, without its port or brackets, lower-case."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def make_app(stack, cfg: StackConfig, token: str = "", allowed_hosts: tuple[str, ...] = LOOPBACK_NAMES
+             ) -> web.Application:
+    """The page, /api/info, /ws (live session) and /ws/converse (an uploaded clip, one turn). Every request must
+    name one of `allowed_hosts` in its Host header: a page on another site whose name an attacker re-points at
+    127.0.0.1 (DNS rebinding) is then same-origin with itself, so the Origin check alone would let it in."""
+    allowed_names = {name.lower().strip("[]") for name in allowed_hosts}
+
+    @web.middleware
+    async def known_host(request: web.Request, handler):
+        if host_name(request.host or "") not in allowed_names:
+            raise web.HTTPMisdirectedRequest(text="this server does not answer to that host name (start it with "
+                                             "--allow-host NAME to allow one)")
+        return await handler(request)
 
     def allowed(request: web.Request) -> None:
         # WebSockets ignore the same-origin policy: a page from elsewhere must not reach the agent through the
@@ -367,7 +390,7 @@ def make_app(stack, cfg: StackConfig, token: str = "") -> web.Application:
         await converse_clip(ws, stack)
         return ws
 
-    app = web.Application(client_max_size=1024 * 1024)
+    app = web.Application(client_max_size=1024 * 1024, middlewares=[known_host])
     app.router.add_get("/", index)
     app.router.add_get("/api/info", info)
     app.router.add_get("/ws", live)
@@ -415,8 +438,10 @@ def serve(args, cfg: StackConfig) -> int:
         ssl_context.load_cert_chain(cfg.security.tls.cert, cfg.security.tls.key)
     stack = RemoteStack(args.remote, args.talkers or cfg.services.talker) if args.remote else EmbeddedStack(cfg)
     token = cfg.security.token if exposed else ""
+    hosts = (*LOOPBACK_NAMES, *([args.host] if args.host not in ("0.0.0.0", "::", "") else []),
+             *getattr(args, "allow_host", []))
     try:
-        run_async(_serve(stack, make_app(stack, cfg, token), args.host, args.port, ssl_context, token))
+        run_async(_serve(stack, make_app(stack, cfg, token, hosts), args.host, args.port, ssl_context, token))
     except OSError as exc:
         return fail(f"cannot listen on {addr}: {exc.strerror or exc}")
     except KeyboardInterrupt:

@@ -68,3 +68,12 @@ def test_spoken_language_follows_the_reply_text_not_only_what_was_heard():
     assert spoken_language("我明白。", "en") == "zh"
     assert spoken_language("Das klingt schwer.", "de") == "de"
     assert spoken_language("Hello.", "") == "en"
+
+
+def test_a_persona_and_a_history_that_could_not_fit_together_are_refused_at_load():
+    """Issue 25, finding 8: each within its own limit, together over max_context_chars, every turn would fail."""
+    from emoomni.core.config import StackConfig
+
+    with pytest.raises(ValidationError, match=r"would not fit in limits\.max_context_chars"):
+        StackConfig(live={"history_chars": 3500})
+    assert StackConfig(live={"history_chars": 1900}).live.history_chars == 1900

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 
 import grpc
 import numpy as np
@@ -243,6 +244,53 @@ def test_bad_frames_get_errors_and_the_session_goes_on(stack, clips):
                 assert event.turn.done.ecot.response, str(event)
                 break
         session.end()
+
+
+def test_silent_streams_cannot_hold_every_slot(stack):
+    """Issue 25, finding 5: max_sessions streams that send a `config` and then nothing (no audio, so the audio
+    clock never moves) used to hold every slot for ever. They end as idle by the wall clock (listening.idle_s +
+    live.idle_wall_grace_s), the extra session is refused meanwhile with a retry hint, and a new one is served."""
+    from emoomni.v1 import agent_pb2_grpc
+
+    cfg = load_config(env={})
+    slots, quiet_s = cfg.live.max_sessions, 20.0 + cfg.live.idle_wall_grace_s  # the module's idle_s is 20
+
+    async def go():
+        hold = asyncio.Event()
+        async with grpc.aio.insecure_channel(stack) as channel:
+            stub = agent_pb2_grpc.AgentStub(channel)
+
+            async def only_config(session_id: str):
+                yield agent_pb2.SessionInput(config=agent_pb2.SessionConfig(sample_rate=RATE, session_id=session_id))
+                await hold.wait()
+
+            async def silent(i: int) -> str:
+                call = stub.Session(only_config(f"silent-{i}-{time.time_ns()}"))
+                async for event in call:
+                    if event.WhichOneof("event") == "ended":
+                        call.cancel()
+                        return event.ended.reason
+                return "closed"
+
+            loop = asyncio.get_running_loop()
+            opened = loop.time()
+            holders = [asyncio.create_task(silent(i)) for i in range(slots)]
+            await asyncio.sleep(3.0)
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                async for _ in stub.Session(only_config(f"one-too-many-{time.time_ns()}")):
+                    pass
+            assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "try again in" in refused.value.details(), refused.value.details()
+            reasons = await asyncio.wait_for(asyncio.gather(*holders), timeout=quiet_s + 20)
+            assert reasons == ["idle"] * slots, reasons
+            assert loop.time() - opened < quiet_s + 15
+            call = stub.Session(only_config(f"after-{time.time_ns()}"))
+            first = await asyncio.wait_for(call.read(), 30)
+            assert first.WhichOneof("event") == "started", first
+            call.cancel()
+            hold.set()
+
+    asyncio.run(go())
 
 
 def test_speech_that_never_ends_is_cut_at_max_turn(stack, clips):

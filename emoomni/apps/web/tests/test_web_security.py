@@ -85,3 +85,40 @@ def test_a_websocket_from_another_origin_is_refused(exposed):
 
     assert asyncio.run(connect("https://evil.example")) == 403
     assert asyncio.run(connect(base)) == 101
+
+
+def test_a_rebound_host_name_is_refused_on_loopback():
+    """Issue 25, finding 6 (DNS rebinding): a page on evil.example whose name is re-pointed at 127.0.0.1 sends
+    Host and Origin both naming evil.example, so they match. The server answers only to the names it knows."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "emoomni", "web", "--port", str(port), "--remote", "127.0.0.1:1",
+                             "--allow-host", "robot.local"], env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def status(path: str, host: str, origin: str = "") -> int:
+        headers = {"Host": host, **({"Origin": origin} if origin else {})}
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers), timeout=10) as answer:
+                return answer.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(base + "/", timeout=5).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "emoomni web did not start"
+                time.sleep(0.2)
+        rebound = f"evil.example:{port}"
+        for path in ("/", "/api/info", "/ws", "/static/app.js"):
+            assert status(path, rebound, f"http://{rebound}") == 421, path
+        assert status("/", f"localhost:{port}") == 200
+        assert status("/", f"robot.local:{port}") == 200
+        assert status("/", f"[::1]:{port}") == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
