@@ -62,6 +62,10 @@ TALKER_STATUS = "emoomni.v1.control.talker.status"  # TalkerStatus, one per repl
 PRESENCE = "emoomni.v1.presence"  # + .<stage>: answered by every ready replica (readiness)
 TRANSCRIBE = "emoomni.v1.perception.transcribe"  # TranscribeRequest -> TranscribeReply (provisional ASR)
 WORK_HEADER = "Emoomni-Work"
+# Every store on the bus is bounded (a full one refuses what comes next; the caller gets an error).
+KV_MAX_BYTES = 256 * 1024 * 1024  # session memories and locks
+KV_MAX_VALUE = 1024 * 1024  # one session's memory
+MEDIA_STORE_MAX_BYTES = 2 * 1024 * 1024 * 1024  # uploaded clips waiting for perception (kept media_ttl_s at most)
 HEARTBEAT_S = 1.0
 FETCH_WAIT_S = 5.0  # how long one pull request for work waits on the server
 _TURN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -335,7 +339,8 @@ class Bus:
         try:
             return await js.key_value(bucket)
         except BucketNotFoundError:
-            return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, ttl=float(ttl_s)))
+            return await js.create_key_value(KeyValueConfig(bucket=bucket, history=1, ttl=float(ttl_s),
+                                                            max_bytes=KV_MAX_BYTES, max_value_size=KV_MAX_VALUE))
 
     async def media_store(self, bucket: str, ttl_s: int):
         """The JetStream object store where uploaded clips wait for perception (created on first use)."""
@@ -345,7 +350,7 @@ class Bus:
                 self._media_store = await js.object_store(bucket)
             except Exception:
                 self._media_store = await js.create_object_store(
-                    bucket, config=ObjectStoreConfig(ttl=float(ttl_s)))
+                    bucket, config=ObjectStoreConfig(ttl=float(ttl_s), max_bytes=MEDIA_STORE_MAX_BYTES))
         return self._media_store
 
 

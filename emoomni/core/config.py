@@ -474,6 +474,9 @@ class LiveConfig(_Strict):
     """After `ended`, how long the gateway waits for the client to stop sending before closing the stream."""
     max_sessions: int = Field(default=16, ge=1)
     """Live sessions one gateway replica holds at once; more are refused with RESOURCE_EXHAUSTED."""
+    max_pending_turns: int = Field(default=3, ge=1)
+    """Turns of a session waiting behind the one in flight; more (audio sent faster than real time) are dropped
+    with a RESOURCE_EXHAUSTED error event."""
     idle_wall_grace_s: float = Field(default=5.0, ge=0.0)
     """A session whose client sends nothing at all (no audio, no text) for `listening.idle_s` plus this, by the wall
     clock, ends as idle: a silent stream cannot hold a slot for ever (the audio clock stops when no audio comes)."""

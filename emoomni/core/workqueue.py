@@ -48,6 +48,9 @@ MSG_ID_HEADER = "Nats-Msg-Id"  # JetStream's de-duplication header
 WORK_MAX_AGE_S = 600.0  # no turn lives this long (the turn deadline is 120 s by default)
 DUPLICATE_WINDOW_S = 180.0
 NOTES_MAX_AGE_S = 300.0
+WORK_MAX_MSGS = 20000
+WORK_MAX_BYTES = 1024 * 1024 * 1024
+NOTES_MAX_BYTES = 64 * 1024 * 1024
 
 # The work item being handled in this task (its id): items it hands on get ids derived from it.
 current_work: contextvars.ContextVar[str] = contextvars.ContextVar("emoomni_current_work", default="")
@@ -70,9 +73,11 @@ def child_work_id(kind: str, key: str | int = "") -> str:
 
 
 def work_stream_config(subjects: list[str]) -> StreamConfig:
+    """Bounded in age, count and bytes; when full, new work is refused (the turn fails with a clear error) rather
+    than older turns' work silently dropped."""
     return StreamConfig(name=WORK_STREAM, subjects=subjects, retention=RetentionPolicy.WORK_QUEUE,
                         storage=StorageType.FILE, max_age=WORK_MAX_AGE_S, duplicate_window=DUPLICATE_WINDOW_S,
-                        discard=DiscardPolicy.OLD)
+                        max_msgs=WORK_MAX_MSGS, max_bytes=WORK_MAX_BYTES, discard=DiscardPolicy.NEW)
 
 
 def dead_letter_stream_config() -> StreamConfig:
@@ -84,7 +89,8 @@ def dead_letter_stream_config() -> StreamConfig:
 
 def notes_stream_config(subjects: list[str]) -> StreamConfig:
     return StreamConfig(name=NOTES_STREAM, subjects=subjects, retention=RetentionPolicy.LIMITS,
-                        storage=StorageType.FILE, max_age=NOTES_MAX_AGE_S, max_msgs_per_subject=1)
+                        storage=StorageType.FILE, max_age=NOTES_MAX_AGE_S, max_msgs_per_subject=1,
+                        max_bytes=NOTES_MAX_BYTES, discard=DiscardPolicy.OLD)
 
 
 def stage_consumer_config(stage: str, filter_subject: str, ack_wait_s: float, max_deliver: int) -> ConsumerConfig:

@@ -594,12 +594,19 @@ class LiveSession:
             del self.recent[next(iter(self.recent))]
 
     def _start(self, turn: LiveTurn) -> None:
-        """Run the turn now, or after the turn in flight (so replies come in order and each sees the last)."""
-        self._register(turn)
+        """Run the turn now, or after the turn in flight (so replies come in order and each sees the last). Turns
+        that come faster than the agent answers (audio sent faster than real time) wait in a bounded queue; past it
+        a turn is dropped with an error, never queued without end."""
         if self.turn is not None and self.turn.task is not None and not self.turn.task.done():
+            if len(self.pending) >= self.live.max_pending_turns:
+                return self._refuse("RESOURCE_EXHAUSTED", f"{len(self.pending)} turns already wait for a reply; "
+                                    "this one is dropped (is the audio sent faster than real time?)")
+            self._register(turn)
             self.pending.append(turn)
-            return
+            return None
+        self._register(turn)
         self._run(turn)
+        return None
 
     def _run(self, turn: LiveTurn) -> None:
         context, turn.history_turns = self.memory.context(self.live.history_turns, self.live.history_chars)

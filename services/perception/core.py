@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import re
+import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -16,7 +17,7 @@ import numpy as np
 from emoomni.core.config import StackConfig
 from emoomni.core.media import DecodedMedia, MediaError, decode, decode_audio, decode_frames, read_source
 from emoomni.services.perception.backends import build_backends
-from emoomni.services.perception.backends.interface import AsrResult, FaceObservation, ProsodyResult
+from emoomni.services.perception.backends.interface import AsrResult, FaceObservation, ProsodyResult, TurnCancelled
 from emoomni.v1 import perception_pb2 as pb
 
 _HAN = re.compile(r"[\u4e00-\u9fff]")
@@ -161,12 +162,15 @@ class PerceptionCore:
         face = self.cfg.perception.face
         return self.face.observe(decode_frames(source, duration_s, face.frames_sampled, face.max_side_px))
 
-    def perceive(self, path: str | None = None, data: bytes | None = None,
-                 face_optional: bool = False) -> pb.PerceptionResult:
+    def perceive(self, path: str | None = None, data: bytes | None = None, face_optional: bool = False,
+                 stop: threading.Event | None = None) -> pb.PerceptionResult:
+        """`stop` set (the turn was cancelled or ran out of time): the work ends at its next step, so a thread
+        that nobody waits for no longer holds the machine."""
         limits = self.cfg.limits
         require_face = limits.require_face and not face_optional
         source = read_source(path, data, limits)
         media = decode_audio(source, limits, self.cfg.perception.prosody.sample_rate)
+        _check(stop)
         peak_dbfs = 20 * np.log10(max(float(np.abs(media.audio).max()), 1e-9))
         if peak_dbfs < SILENCE_DBFS:
             raise MediaError(f"the clip's audio is silent (peak {max(peak_dbfs, -120):.0f} dBFS)")
@@ -176,7 +180,12 @@ class PerceptionCore:
         # runs in a copy of this context, so a backend that calls out (Triton) carries the current trace.
         face_future = self._pool.submit(contextvars.copy_context().run, self._faces, source, media.duration_s)
         prosody_future = self._pool.submit(self.prosody.measure, media.audio, media.sample_rate)
-        asr = self.asr.transcribe(media.audio, media.sample_rate)
+        try:
+            asr = self.asr.transcribe(media.audio, media.sample_rate, stop=stop)
+        except TurnCancelled:
+            face_future.cancel()
+            prosody_future.cancel()
+            raise
         face = summarise_faces(face_future.result())
         prosody_raw = prosody_future.result()
         warnings = []
@@ -201,3 +210,8 @@ class PerceptionCore:
         return pb.PerceptionResult(transcript=transcript, face=face, prosody=prosody, cues=cues,
                                    cue_summary=" ".join(c.text.rstrip(".") + "." for c in cues),
                                    warnings=warnings, media_duration_s=media.duration_s)
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise TurnCancelled("perception stopped: the turn was cancelled")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import grpc
 import numpy as np
@@ -36,9 +37,13 @@ class PerceptionService(StageService, perception_pb2_grpc.PerceptionServicer):
     async def _perceive(self, media: media_pb2.MediaInput, seconds: float,
                         face_optional: bool = False) -> perception_pb2.PerceptionResult:
         path, data = await self.media_source(media)
+        stop = threading.Event()
         async with self._busy:
-            return await run_with_deadline(asyncio.to_thread(self.core.perceive, path, data, face_optional),
-                                           seconds, "perception")
+            try:
+                return await run_with_deadline(asyncio.to_thread(self.core.perceive, path, data, face_optional, stop),
+                                               seconds, "perception")
+            finally:
+                stop.set()  # cancelled or timed out: the thread stops at its next step instead of running on
 
     async def _transcribe(self, request: bus_pb2.TranscribeRequest) -> bus_pb2.TranscribeReply:
         """A live turn's provisional transcript. Best effort: never makes a turn's perception wait behind it."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import numpy as np
 
 from emoomni.core.config import AsrConfig
 from emoomni.core.packages import package_dir
-from emoomni.services.perception.backends.interface import AsrResult, WordTiming
+from emoomni.services.perception.backends.interface import AsrResult, TurnCancelled, WordTiming
 
 
 def packaged_whisper_base() -> Path:
@@ -82,7 +83,8 @@ class FasterWhisperAsr:
                                           cpu_threads=cfg.cpu_threads)
         self.model.allowed_languages = tuple(cfg.languages)
 
-    def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False) -> AsrResult:
+    def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False,
+                   stop: threading.Event | None = None) -> AsrResult:
         assert sample_rate == 16000, "faster-whisper expects 16 kHz audio"
         self.model._last_key = b""  # never reuse an encoding across calls (only within this one)
         segments, info = self.model.transcribe(
@@ -92,12 +94,16 @@ class FasterWhisperAsr:
         words: list[WordTiming] = []
         texts: list[str] = []
         for segment in segments:
+            if stop is not None and stop.is_set():
+                raise TurnCancelled("transcription stopped: the turn was cancelled")
             texts.append(segment.text.strip())
             for w in segment.words or []:
                 words.append(WordTiming(text=w.word.strip(), start_s=w.start, end_s=w.end,
                                         probability=w.probability))
         joiner = "" if info.language in ("zh", "ja", "yue") else " "
         translation = ""
+        if stop is not None and stop.is_set():
+            raise TurnCancelled("transcription stopped: the turn was cancelled")
         if self.cfg.translate_to_english and info.language != "en" and texts and not provisional:
             # Same audio, so the encoder output is reused: only the decoder runs again (~0.3-0.6 s here).
             # One greedy pass, capped: no temperature fallback, which can loop for many seconds on short clips.

@@ -3,6 +3,7 @@ the core turns them into protobuf and cue sentences."""
 
 from __future__ import annotations
 
+import threading
 from typing import Protocol
 
 import numpy as np
@@ -51,10 +52,15 @@ class ProsodyResult(BaseModel):
 
 
 class AsrBackend(Protocol):
-    def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False) -> AsrResult:
+    def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False,
+                   stop: threading.Event | None = None) -> AsrResult:
         """`provisional`: the words of speech still going on, fast (a backend may skip the word timings and the
-        English translation)."""
+        English translation). `stop` set: the turn was cancelled; stop at the next segment (TurnCancelled)."""
         ...
+
+
+class TurnCancelled(Exception):
+    """The turn's work was stopped part way (its caller left, or its deadline passed)."""
 
 
 class FaceBackend(Protocol):

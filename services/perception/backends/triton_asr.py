@@ -3,6 +3,8 @@ FasterWhisperAsr the in-process backend runs, so the result is the same; this cl
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from emoomni.core.config import AsrConfig, TritonConfig
@@ -17,7 +19,8 @@ class TritonAsr:
         self.model = triton.asr_model
         self.client = connect(triton.url, self.model, wait_s=max(triton.timeout_s, 60.0))
 
-    def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False) -> AsrResult:
+    def transcribe(self, audio: np.ndarray, sample_rate: int, provisional: bool = False,
+                   stop: threading.Event | None = None) -> AsrResult:
         """`provisional` changes nothing here: the Triton model always gives words and the translation."""
         import tritonclient.grpc as grpcclient
         from tritonclient.utils import InferenceServerException

@@ -65,3 +65,20 @@ def test_size_and_duration_limits(english_clip):
     core.cfg = short
     with pytest.raises(MediaError, match=r"lasts 5\.\d s, over the 2 s limit"):
         core.decode(str(english_clip), None)
+
+
+def test_a_cancelled_turn_stops_its_perception_part_way(core, english_clip):
+    """Issue 25, finding 5: a cancelled or timed-out turn's thread stops at its next step (after the decode,
+    between ASR segments) instead of running on for nobody."""
+    import threading
+    import time
+
+    from emoomni.services.perception.backends.interface import TurnCancelled
+
+    stop = threading.Event()
+    stop.set()
+    started = time.monotonic()
+    with pytest.raises(TurnCancelled):
+        core.perceive(str(english_clip), stop=stop)
+    assert time.monotonic() - started < 1.0, "stopped right after the decode, before ASR"
+    core.perceive(str(english_clip), stop=threading.Event())  # an unset stop changes nothing
