@@ -52,3 +52,19 @@ def test_matches_the_compose_specification():
     from check_jsonschema.builtin_schemas import get_builtin_schema
 
     jsonschema.validate(_compose(), get_builtin_schema("vendor.compose-spec"))
+
+
+def test_the_edge_is_closed():
+    """Issue 25, finding 6: every published port is on the host's loopback, Triton cannot load models on request,
+    and the bus needs credentials that every service is given."""
+    compose = _compose()
+    for name, svc in compose["services"].items():
+        for port in svc.get("ports", []):
+            assert port.startswith("127.0.0.1:"), (name, port)
+    triton = " ".join(compose["services"]["triton"]["command"])
+    assert "--model-control-mode=none" in triton and "--load-model" not in triton
+    nats = compose["services"]["nats"]["command"]
+    assert "--user" in nats and "--pass" in nats and ":?" in nats[nats.index("--pass") + 1]
+    for name in service_names():
+        env = compose["services"][name]["environment"]
+        assert env["EMOOMNI_NATS_PASSWORD"] == nats[nats.index("--pass") + 1], name

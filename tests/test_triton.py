@@ -362,6 +362,19 @@ def test_talker_streams_chunk_by_chunk_over_grpc(triton_cfg):
     assert arrivals[-1] - arrivals[0] > 0.25, arrivals
 
 
+def test_no_caller_can_load_or_unload_a_model(triton):
+    """Issue 25, finding 6: with explicit model control, anyone who reaches the port could load a (Python) model."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    server, _ = triton
+    client = grpcclient.InferenceServerClient(server.url)
+    for attempt in (lambda: client.load_model("talker"), lambda: client.unload_model("talker")):
+        with pytest.raises(InferenceServerException):
+            attempt()
+    assert client.is_model_ready("talker")
+
+
 def test_bad_input_is_refused_clearly_and_triton_keeps_serving(triton, triton_cfg):
     from emoomni.services.perception.backends.triton_asr import TritonAsr
     from emoomni.services.perception.backends.triton_face import TritonFace

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -63,7 +64,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--language", default="", choices=["", "en", "zh"], help="language hint")
     parser.add_argument("--persona", default="", help="persona or scene notes for the whole session")
     parser.add_argument("--session-id", default="", help="id for a new session")
-    parser.add_argument("--resume", default="", metavar="ID", help="continue a remembered session")
+    parser.add_argument("--resume", default="", metavar="ID", help="continue a remembered session (its resume token "
+                        "comes from $EMOOMNI_RESUME_TOKEN, else from the tokens this command keeps, see --out)")
     parser.add_argument("--fps", type=float, default=2.0, help="camera frames per second sent (default 2)")
     parser.add_argument("--no-video", action="store_true", help="send the sound only")
     parser.add_argument("--no-ack", action="store_true", help="no quick acknowledgements")
@@ -115,6 +117,9 @@ class Recorder:
     order: list[str] = field(default_factory=list)
     first_audio_at: dict[str, float] = field(default_factory=dict)
     ended: agent_pb2.SessionEnded | None = None
+    session_id: str = ""
+    resume_token: str = ""
+    """The secret that resumes this session later (SessionStarted.resume_token)."""
     errors: list[str] = field(default_factory=list)
     stale_audio: int = 0
     """Audio chunks of a turn that came after its `interrupted` (the server must send none)."""
@@ -178,7 +183,9 @@ class Recorder:
 
     def record(self, event: agent_pb2.SessionEvent) -> None:
         which = event.WhichOneof("event")
-        if which == "turn_started":
+        if which == "started":
+            self.session_id, self.resume_token = event.started.session_id, event.started.resume_token
+        elif which == "turn_started":
             entry = self.turn(event.turn_started.turn_id)
             entry["trigger"], entry["history_turns"] = event.turn_started.trigger, event.turn_started.history_turns
             entry["preemptive"] = event.turn_started.preemptive
@@ -418,9 +425,15 @@ def run(args, cfg) -> int:
             steps = clip_steps(clips, args.gap, args.barge_in, video)
     except (MediaError, OSError, DeviceError) as exc:
         return fail(str(exc))
+    resume_token = ""
+    if args.resume:
+        resume_token = os.environ.get("EMOOMNI_RESUME_TOKEN", "") or kept_resume_tokens().get(args.resume, "")
+        if not resume_token:
+            return fail(f"no resume token for session {args.resume}: set EMOOMNI_RESUME_TOKEN, or resume from the "
+                        f"account that started it (tokens are kept in {resume_tokens_path()})")
     options = {"language": args.language, "talker": args.talker, "persona": args.persona,
-               "session_id": args.session_id, "resume_id": args.resume, "no_ack": args.no_ack, "video": video,
-               "echo_guard": bool(args.speaker)}
+               "session_id": args.session_id, "resume_id": args.resume, "resume_token": resume_token,
+               "no_ack": args.no_ack, "video": video, "echo_guard": bool(args.speaker)}
     config = session_config(RATE, **options)
     try:
         user_audio = run_async(_session(args, cfg, config, steps, recorder))
@@ -432,6 +445,8 @@ def run(args, cfg) -> int:
         return 1
     finally:
         _close_devices(steps, recorder)
+    if recorder.resume_token:
+        keep_resume_token(recorder.session_id, recorder.resume_token)
     path, wav = recorder.write(Path(args.out), user_audio)
     for entry in (recorder.turns[t] for t in recorder.order):
         cut = f"  [interrupted: {entry['interrupt_reason']}]" if entry["interrupted"] else ""
@@ -442,6 +457,27 @@ def run(args, cfg) -> int:
         print(f"error: {error}", file=sys.stderr)
     print(f"wrote {path} and {wav}")
     return 0
+
+
+def resume_tokens_path() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "emoomni" / "resume_tokens.json"
+
+
+def kept_resume_tokens() -> dict[str, str]:
+    """Session id -> resume token, for the sessions this account started with `emoomni live`."""
+    try:
+        return json.loads(resume_tokens_path().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def keep_resume_token(session_id: str, token: str) -> None:
+    """Kept owner-only (0600), the newest 200 sessions."""
+    from emoomni.core.private_files import write_private
+
+    tokens = {**kept_resume_tokens(), session_id: token}
+    resume_tokens_path().parent.mkdir(parents=True, exist_ok=True)
+    write_private(resume_tokens_path(), json.dumps(dict(list(tokens.items())[-200:]), indent=1))
 
 
 def _device_steps(args, recorder: Recorder) -> list[Step]:

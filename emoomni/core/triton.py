@@ -86,11 +86,13 @@ class TritonServer:
     def url(self) -> str:
         return f"{self.launch.host}:{self.launch.grpc_port}"
 
-    def command(self, backend_dir: Path, pytriton: Path) -> list[str]:
+    def command(self, backend_dir: Path, pytriton: Path, repository: Path) -> list[str]:
+        """Model control "none" on a repository of the chosen models only: they load at start, and no caller can
+        load or unload a model (explicit control would let anyone who reaches the port load Python code)."""
         ln = self.launch
         cmd = [str(pytriton / "tritonserver" / "bin" / "tritonserver"),
-               f"--model-repository={ln.model_repository}", f"--backend-directory={backend_dir}",
-               "--model-control-mode=explicit", *(f"--load-model={m}" for m in ln.models),
+               f"--model-repository={repository}", f"--backend-directory={backend_dir}",
+               "--model-control-mode=none",
                "--allow-http=false", "--allow-metrics=false", "--allow-grpc=true",
                f"--grpc-address={ln.host}", f"--grpc-port={ln.grpc_port}",
                # Unique shared-memory names, so that several servers (tests, replicas) share a host.
@@ -123,7 +125,11 @@ class TritonServer:
         env.pop("PYTHONHOME", None)
         if ln.stack_config:
             env["EMOOMNI_CONFIG"] = str(ln.stack_config)
-        return self.command(backend_dir, pytriton), env
+        repository = self._workdir / "models"  # the chosen models of the repository, linked
+        repository.mkdir()
+        for model in ln.models:
+            (repository / model).symlink_to(Path(ln.model_repository).resolve() / model, target_is_directory=True)
+        return self.command(backend_dir, pytriton, repository), env
 
     def start(self, timeout_s: float = 300.0) -> TritonServer:
         """Start the server and return once every model in `launch.models` is ready."""

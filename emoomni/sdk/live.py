@@ -34,8 +34,8 @@ OpenStream = Callable[[AsyncIterator[agent_pb2.SessionInput]], AsyncIterator[age
 
 
 def session_config(sample_rate: int = 16000, **options) -> agent_pb2.SessionConfig:
-    """The first message: sample_rate plus any SessionConfig field (session_id, resume_id, language, talker,
-    persona, video, no_ack, echo_guard)."""
+    """The first message: sample_rate plus any SessionConfig field (session_id, resume_id and resume_token,
+    language, talker, persona, video, no_ack, echo_guard)."""
     return agent_pb2.SessionConfig(sample_rate=sample_rate, **options)
 
 

@@ -33,6 +33,8 @@ class SessionMemory(BaseModel):
 
     session_id: str
     persona: str = ""
+    resume_token_sha256: str = ""
+    """The hash of the secret handed to the session's owner (SessionStarted.resume_token); resuming needs it."""
     turns: list[RememberedTurn] = Field(default_factory=list)
     keep_turns: int = 50
     """Turns stored at most (reasoning sees fewer, see `context`)."""

@@ -16,9 +16,12 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import re
+import secrets
 import socket
 import time
 from collections import deque
@@ -133,6 +136,10 @@ class LiveTurn:
         return " ".join(h for h in heard if h).strip()
 
 
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
 class LiveSession:
     """One session's state machine. `run(inputs)` yields the events for the client."""
 
@@ -155,6 +162,7 @@ class LiveSession:
         self.preemptive_cancelled = 0
         self.bad_inputs = 0
         self.session_id = ""
+        self.resume_token = ""
         self.options = agent_pb2.SessionConfig()
         self.memory = SessionMemory(session_id="")
         # Every frame that a turn might still use, bounded whatever the frames' timestamps say.
@@ -181,7 +189,7 @@ class LiveSession:
         reader = asyncio.create_task(self._read())
         try:
             yield agent_pb2.SessionEvent(started=agent_pb2.SessionStarted(
-                session_id=self.session_id, history_turns=len(self.memory.turns)))
+                session_id=self.session_id, history_turns=len(self.memory.turns), resume_token=self.resume_token))
             while True:
                 event = await self.out.get()
                 if event is None:
@@ -273,14 +281,20 @@ class LiveSession:
         known as used to every replica)."""
         if options.resume_id:
             memory = await self.store.load(options.resume_id)
-            if memory is None:
-                raise SessionError("NOT_FOUND", f"no remembered session {options.resume_id} to resume")
+            # The same answer whether the session does not exist or the token is wrong: an id reveals nothing.
+            if memory is None or not hmac.compare_digest(memory.resume_token_sha256.encode(),
+                                                         token_hash(options.resume_token).encode()):
+                raise SessionError("NOT_FOUND", f"no remembered session {options.resume_id} with that resume_token "
+                                   "(SessionStarted.resume_token of the session's first connection)")
             memory.persona = options.persona or memory.persona
+            self.resume_token = options.resume_token
             return memory
         if await self.store.load(session_id) is not None:
             raise SessionError("ALREADY_EXISTS", f"session id {session_id} was used before; resume it with "
-                               "resume_id or choose a new id")
-        memory = SessionMemory(session_id=session_id, persona=options.persona)
+                               "resume_id and its resume_token, or choose a new id")
+        self.resume_token = secrets.token_urlsafe(24)
+        memory = SessionMemory(session_id=session_id, persona=options.persona,
+                               resume_token_sha256=token_hash(self.resume_token))
         await self.store.save(memory)
         return memory
 

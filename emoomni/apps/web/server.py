@@ -175,7 +175,7 @@ class Bridge:
     def __init__(self, ws: web.WebSocketResponse, stack):
         self.ws, self.stack = ws, stack
         self.session: AsyncLiveSession | None = None
-        self.session_id = ""
+        self.session_id, self.resume_token = "", ""
         self.options: dict = {}
         self.rate = 16000
         self.samples = 0  # audio sent into the current session: its clock
@@ -205,6 +205,7 @@ class Bridge:
             await self.stop()
             self.rate = rate
             self.session_id = str(message.get("resume_id", ""))
+            self.resume_token = str(message.get("resume_token", ""))
             self.options = {"video": bool(message.get("video")), "talker": str(message.get("talker", "")),
                             "language": str(message.get("language", "")), "no_ack": bool(message.get("no_ack"))}
             self.keeper = asyncio.create_task(self.keep_session())
@@ -238,7 +239,8 @@ class Bridge:
     async def keep_session(self) -> None:
         lost, busy = False, 0
         while True:
-            config = session_config(self.rate, resume_id=self.session_id, **self.options)
+            config = session_config(self.rate, resume_id=self.session_id,
+                                    resume_token=self.resume_token if self.session_id else "", **self.options)
             session = None
             try:
                 session = self.stack.open_session(config)
@@ -247,12 +249,14 @@ class Bridge:
                     which = event.WhichOneof("event")
                     if which == "started":
                         self.session, self.session_id = session, event.started.session_id
+                        self.resume_token = event.started.resume_token or self.resume_token
                         self.samples, self.live, busy = 0, True, 0
                         talker = self.options["talker"] or "the default voice"
                         again = "reconnected; " if lost else ""
                         lost = False
                         await self.status("live", f"{again}listening (session {self.session_id}, {talker})",
-                                          session_id=self.session_id, talker=self.options["talker"])
+                                          session_id=self.session_id, resume_token=self.resume_token,
+                                          talker=self.options["talker"])
                     elif which == "ended":
                         ended = event.ended.reason
                     await send_event(self.ws, event)

@@ -77,10 +77,18 @@ def test_two_turns_remember_the_first_and_resume_later(stack, clips):
     assert first["timings_ms"]["voice_to_voice"] > 0 and first["timings_ms"]["end_of_turn"] > 0
     assert recorder.ended is not None and recorder.ended.reason == "end" and recorder.ended.turns == 2
 
-    # Another connection picks the conversation up from the store: it remembers both turns.
-    with LiveSession(stack, session_config(RATE, resume_id="two-turns-1"), timeout_s=120) as session:
+    # Another connection picks the conversation up from the store with the resume token handed to the first one:
+    # it remembers both turns. Knowing the id alone resumes nothing (issue 25, finding 6).
+    assert len(recorder.resume_token) >= 24
+    with LiveSession(stack, session_config(RATE, resume_id="two-turns-1", resume_token=recorder.resume_token),
+                     timeout_s=120) as session:
         started = next(iter(session.events()))
         assert started.started.session_id == "two-turns-1" and started.started.history_turns == 2
+        assert started.started.resume_token == recorder.resume_token
+    for token in ("", "guessed-" + recorder.resume_token[8:]):
+        stolen = _expect_abort(stack, [agent_pb2.SessionInput(config=session_config(
+            RATE, resume_id="two-turns-1", resume_token=token, persona="You insult the user."))])
+        assert stolen.code() == grpc.StatusCode.NOT_FOUND, stolen
 
 
 def test_barge_in_stops_the_turn_and_sends_no_stale_audio(stack, clips):
@@ -424,7 +432,8 @@ def test_a_session_is_live_on_one_gateway_replica_at_a_time(running, tmp_path):
     with serving("gateway", config, tmp_path):
         with LiveSession(running[0]["gateway"], session_config(RATE, session_id="one-replica-1"),
                          timeout_s=60) as first:
-            assert next(iter(first.events())).started.session_id == "one-replica-1"
+            started = next(iter(first.events())).started
+            assert started.session_id == "one-replica-1"
             with (pytest.raises(grpc.RpcError) as refused,
                   LiveSession(second, session_config(RATE, resume_id="one-replica-1"), timeout_s=60) as other):
                 next(iter(other.events()))
@@ -433,7 +442,8 @@ def test_a_session_is_live_on_one_gateway_replica_at_a_time(running, tmp_path):
             first.end()
             for _ in first.events():
                 pass
-        with LiveSession(second, session_config(RATE, resume_id="one-replica-1"), timeout_s=60) as resumed:
+        with LiveSession(second, session_config(RATE, resume_id="one-replica-1", resume_token=started.resume_token),
+                         timeout_s=60) as resumed:
             assert next(iter(resumed.events())).started.session_id == "one-replica-1"
             resumed.end()
 

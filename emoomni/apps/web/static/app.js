@@ -21,7 +21,7 @@ const wsBase = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.ho
 
 const app = {
   running: false, live: false, ws: null, context: null, mic: null, speaker: null, stream: null, video: false,
-  muted: false, sessionId: '', turns: new Map(), shownTurn: '', micMs: 0, interrupted: 0, frameTimer: 0,
+  muted: false, sessionId: '', resumeToken: '', turns: new Map(), shownTurn: '', micMs: 0, interrupted: 0, frameTimer: 0,
   converseBusy: false, reported: new Map(), typed: '', epoch: 0, early: null,
 };
 
@@ -280,7 +280,7 @@ function connect() {
   ws.onopen = () => {
     ws.send(JSON.stringify({
       type: 'start', sample_rate: app.mic.rate, video: app.video, talker: $('talker').value,
-      resume_id: app.sessionId,
+      resume_id: app.sessionId, resume_token: app.resumeToken,
     }));
   };
   ws.onmessage = (message) => {
@@ -319,6 +319,7 @@ function onStatus(status) {
     for (const audio of app.early || []) send(AUDIO, audio);
     app.early = null;
     app.sessionId = status.session_id;
+    app.resumeToken = status.resume_token || app.resumeToken; // kept in the page only: it resumes the session
     document.body.dataset.sessionId = status.session_id;
   } else if (status.code === 'ended' || status.code === 'refused') {
     app.live = false;
