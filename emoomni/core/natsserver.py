@@ -61,6 +61,9 @@ class NatsServer:
     # Clients must log in with these when set (`emoomni up` always sets them).
     user: str = ""
     password: str = ""
+    # Several users with their permissions (nats-server's authorization.users, see emoomni.core.natsauth); when
+    # given, they replace `user`/`password`.
+    users: list[dict] | None = None
     # PEM files: clients then connect with tls://.
     tls_cert: str = ""
     tls_key: str = ""
@@ -90,7 +93,9 @@ class NatsServer:
                  f'jetstream {{ store_dir: "{self.store_dir}" }}']
         if self.monitor_port:
             lines.append(f"http: {self.host}:{self.monitor_port}")
-        if self.user:
+        if self.users:
+            lines.append(f"authorization {{ users: {json.dumps(self.users)} }}")
+        elif self.user:
             lines.append(f"authorization {{ user: {json.dumps(self.user)}, password: {json.dumps(self.password)} }}")
         if self.tls_cert:
             lines.append(f"tls {{ cert_file: {json.dumps(self.tls_cert)}, key_file: {json.dumps(self.tls_key)} }}")

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 from emoomni.core.bus import Bus
 from emoomni.core.config import StackConfig
+from emoomni.core.natsauth import bus_users, service_password
 from emoomni.core.natsserver import NatsServer
 from emoomni.core.private_files import redacted_url
 from emoomni.core.registry import service_class, service_names
@@ -183,8 +184,10 @@ def run_stack(cfg: StackConfig, config_path: str | None, ready_timeout_s: float 
     user, password = cfg.nats.user or "emoomni", cfg.nats.password or secrets.token_urlsafe(24)
     store = None if cfg.nats.store_dir else tempfile.TemporaryDirectory(prefix="emoomni-up-")
     me = os.getpid()
+    # One bus user per service, with only the subjects its stage needs; the stack's own user keeps every right.
+    users = bus_users(cfg, user, password, list(addrs))
     nats = NatsServer(host=nats_host, port=nats_port, monitor_port=cfg.nats.monitor_port,
-                      store_dir=cfg.nats.store_dir or store.name, user=user, password=password,
+                      store_dir=cfg.nats.store_dir or store.name, user=user, password=password, users=users,
                       tls_cert=tls.cert if tls.enabled else "", tls_key=tls.key if tls.enabled else "",
                       preexec_fn=die_with_parent(me))
     env = dict(os.environ, NATS_URL=f"{'tls' if tls.enabled else 'nats'}://{nats_host}:{nats_port}",
@@ -194,8 +197,9 @@ def run_stack(cfg: StackConfig, config_path: str | None, ready_timeout_s: float 
     supervisor = Supervisor(cfg.supervision)
     supervisor.add("nats-server", lambda: nats.start().proc)
     for name in addrs:
-        supervisor.add(name, lambda name=name: subprocess.Popen(
-            [sys.executable, "-m", "emoomni", "serve", name], env=env, start_new_session=True,
+        own = dict(env, EMOOMNI_NATS_USER=name, EMOOMNI_NATS_PASSWORD=service_password(password, name))
+        supervisor.add(name, lambda name=name, own=own: subprocess.Popen(
+            [sys.executable, "-m", "emoomni", "serve", name], env=own, start_new_session=True,
             preexec_fn=die_with_parent(me)), fatal_codes=(EXIT_CONFIG, EXIT_PORT_BUSY))
 
     def stop_signal(signum, frame):
