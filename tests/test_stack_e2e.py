@@ -162,26 +162,26 @@ def test_bad_input_is_invalid_argument_and_the_stack_keeps_serving(stack, bad_me
     assert BAD_MEDIA_REASONS[kind] in err.value.details()
 
 
-@pytest.mark.parametrize("kind", ["ffconcat", "hls", "sdp"])
 def test_playlists_are_refused_under_every_name_at_once_and_the_next_turn_is_served(stack, bad_media, english_clip,
-                                                                                    kind, tmp_path):
+                                                                                    tmp_path):
     """Issue 25, finding 1: whatever the upload is called, an FFmpeg playlist or stream description is refused
     before FFmpeg opens it (no server file is read, no UDP port bound: the SDP once stalled perception ~20 s)."""
     from emoomni.v1 import agent_pb2, agent_pb2_grpc, media_pb2
 
-    data = bad_media[kind].read_bytes()
-    for name in ("clip.mp4", "voice.wav", "list.ffconcat", "index.m3u8", "stream.sdp", "clip.mkv", "noname"):
-        (tmp_path / name).write_bytes(data)
-        started = time.monotonic()
-        with Client(stack["gateway"]) as client, pytest.raises(grpc.RpcError) as err:
-            list(client.converse(tmp_path / name))
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
-        assert "only MP4/MOV" in err.value.details() and "server_secret" not in err.value.details(), name
-        assert time.monotonic() - started < 5, name
-    with grpc.insecure_channel(stack["gateway"]) as channel, pytest.raises(grpc.RpcError) as err:
-        request = agent_pb2.ConverseRequest(media=media_pb2.MediaInput(data=data, filename="index.m3u8"))
-        list(agent_pb2_grpc.AgentStub(channel).Converse(request, timeout=30))
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    for kind in ("ffconcat", "hls", "sdp"):
+        data = bad_media[kind].read_bytes()
+        for name in ("clip.mp4", "voice.wav", "list.ffconcat", "index.m3u8", "stream.sdp", "clip.mkv", "noname"):
+            (tmp_path / name).write_bytes(data)
+            started = time.monotonic()
+            with Client(stack["gateway"]) as client, pytest.raises(grpc.RpcError) as err:
+                list(client.converse(tmp_path / name))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (kind, name)
+            assert "only MP4/MOV" in err.value.details() and "server_secret" not in err.value.details(), name
+            assert time.monotonic() - started < 5, (kind, name)
+        with grpc.insecure_channel(stack["gateway"]) as channel, pytest.raises(grpc.RpcError) as err:
+            request = agent_pb2.ConverseRequest(media=media_pb2.MediaInput(data=data, filename="index.m3u8"))
+            list(agent_pb2_grpc.AgentStub(channel).Converse(request, timeout=30))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     with Client(stack["gateway"]) as client:
         events = list(client.converse(english_clip))
     assert events[-1].WhichOneof("event") == "done" and events[-1].done.ecot.response
