@@ -280,7 +280,11 @@ class LiveSession:
         """The remembered conversation to resume, or a new one (kept in the store at once, so that the id is
         known as used to every replica)."""
         if options.resume_id:
-            memory = await self.store.load(options.resume_id)
+            try:
+                memory = await self.store.load(options.resume_id)
+            except Exception as exc:  # a bus outage or timeout: the client retries (UNAVAILABLE), not a bug
+                raise SessionError("UNAVAILABLE", f"the session store is unreachable ({type(exc).__name__}); try "
+                                   "again") from exc
             # The same answer whether the session does not exist or the token is wrong: an id reveals nothing.
             if memory is None or not hmac.compare_digest(memory.resume_token_sha256.encode(),
                                                          token_hash(options.resume_token).encode()):
@@ -289,7 +293,12 @@ class LiveSession:
             memory.persona = options.persona or memory.persona
             self.resume_token = options.resume_token
             return memory
-        if await self.store.load(session_id) is not None:
+        try:
+            used = await self.store.load(session_id) is not None
+        except Exception as exc:
+            raise SessionError("UNAVAILABLE", f"the session store is unreachable ({type(exc).__name__}); try "
+                               "again") from exc
+        if used:
             raise SessionError("ALREADY_EXISTS", f"session id {session_id} was used before; resume it with "
                                "resume_id and its resume_token, or choose a new id")
         self.resume_token = secrets.token_urlsafe(24)
