@@ -474,6 +474,9 @@ class LiveConfig(_Strict):
     """After `ended`, how long the gateway waits for the client to stop sending before closing the stream."""
     max_sessions: int = Field(default=16, ge=1)
     """Live sessions one gateway replica holds at once; more are refused with RESOURCE_EXHAUSTED."""
+    max_sessions_per_caller: int = Field(default=16, ge=1)
+    """Live sessions one caller (network address) may hold at once on a gateway replica; more are refused with
+    RESOURCE_EXHAUSTED. Lower it where callers are many devices with addresses of their own."""
     max_pending_turns: int = Field(default=3, ge=1)
     """Turns of a session waiting behind the one in flight; more (audio sent faster than real time) are dropped
     with a RESOURCE_EXHAUSTED error event."""

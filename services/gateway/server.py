@@ -158,7 +158,7 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
 
     async def Session(self, request_iterator, context: grpc.aio.ServicerContext):
         try:
-            async for event in self.live.run(request_iterator):
+            async for event in self.live.run(request_iterator, caller_of(context)):
                 yield event
         except SessionError as exc:
             await context.abort(getattr(grpc.StatusCode, exc.code, grpc.StatusCode.INTERNAL), str(exc))

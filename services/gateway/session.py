@@ -24,7 +24,7 @@ import re
 import secrets
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -835,6 +835,7 @@ class LiveSessions:
                                   holder=f"{socket.gethostname()}:{os.getpid()}")
         self.acks = AckBank(gateway.bus)
         self.active: dict[str, LiveSession] = {}
+        self.by_caller: Counter[str] = Counter()
         self.models = models
 
     def load(self) -> None:
@@ -842,13 +843,24 @@ class LiveSessions:
         if self.models is None:
             self.models = load_models()
 
-    async def run(self, inputs: AsyncIterator[agent_pb2.SessionInput]) -> AsyncIterator[agent_pb2.SessionEvent]:
-        """A new session over `inputs`; raises SessionError for what ends it with a status."""
+    async def run(self, inputs: AsyncIterator[agent_pb2.SessionInput], caller: str = ""
+                  ) -> AsyncIterator[agent_pb2.SessionEvent]:
+        """A new session over `inputs`; raises SessionError for what ends it with a status. `caller` (a network
+        address) may hold at most `live.max_sessions_per_caller` sessions at once."""
+        if caller and self.by_caller[caller] >= self.cfg.live.max_sessions_per_caller:
+            raise SessionError("RESOURCE_EXHAUSTED", f"you hold {self.cfg.live.max_sessions_per_caller} live sessions "
+                               "already (the per-caller limit); end one, or try again when one has ended")
         if self.models is None:
             await asyncio.to_thread(self.load)
         session = LiveSession(self.cfg, self.gateway, self.store, self.locks, self.acks, self.active, self.models)
-        async for event in session.run(inputs):
-            yield event
+        self.by_caller[caller] += 1
+        try:
+            async for event in session.run(inputs):
+                yield event
+        finally:
+            self.by_caller[caller] -= 1
+            if self.by_caller[caller] <= 0:
+                del self.by_caller[caller]
 
 
 
