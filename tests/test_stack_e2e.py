@@ -448,8 +448,14 @@ def converse_killing(stack, clip, stage: str, on_kind: str) -> tuple[list, dict[
     async def watch() -> list:
         nc = await nats.connect(stack["nats"])
 
+        routed: list[str] = []  # the bus knows the turn by an id of the gateway's making (its first request)
+
         async def on_message(msg) -> None:
-            kind = msg.subject.rsplit(".", 1)[-1]
+            bus_id, kind = msg.subject.split(".")[3], msg.subject.rsplit(".", 1)[-1]
+            if not routed and kind == "request":
+                routed.append(bus_id)
+            if not routed or bus_id != routed[0]:
+                return
             trigger = kind == on_kind
             if kind == "alive":
                 who, work, state, replica = msg.data.decode().split()[:4]
@@ -464,7 +470,7 @@ def converse_killing(stack, clip, stage: str, on_kind: str) -> tuple[list, dict[
                 os.kill(int(replica.rsplit(":", 1)[1]), signal.SIGKILL)
                 killed.append(replica)
 
-        await nc.subscribe(f"emoomni.v1.turn.{turn_id}.>", cb=on_message)
+        await nc.subscribe("emoomni.v1.turn.>", cb=on_message)
         await nc.flush()
         try:
             return await asyncio.get_running_loop().run_in_executor(None, converse)
