@@ -183,13 +183,16 @@ def test_an_unauthenticated_60_mb_request_is_refused_unread_and_memory_stays_fla
     gateway = pid_of(secure_stack, "serve gateway")
     before = rss_mb(gateway)
     request = agent_pb2.ConverseRequest(media=media_pb2.MediaInput(data=os.urandom(60 * 1024 * 1024)))
-    for _ in range(3):
+    for _ in range(5):
         with client_channel(secure_stack["addrs"]["gateway"], tls_ca=str(secure_stack["ca"])) as channel, \
                 pytest.raises(grpc.RpcError) as err:
             list(agent_pb2_grpc.AgentStub(channel).Converse(request, timeout=60))
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
+    # Read whole (before the fix), each request stayed: +60 MB per request, 300 MB here. Refused unread, the
+    # gateway grows by gRPC's buffers only (measured 2026-12-07: +4 MB a request on average, +69 MB at most over
+    # three requests with TLS).
     grown = rss_mb(gateway) - before
-    assert grown < 30, f"the gateway grew by {grown:.0f} MB"
+    assert grown < 100, f"the gateway grew by {grown:.0f} MB after five 60 MB requests"
     assert health(secure_stack, "gateway") == "SERVING"
 
 
@@ -208,7 +211,7 @@ def test_reasoning_killed_mid_turn_three_times_in_a_row_comes_back_each_time(sec
     """Issue 25, finding 7: a reasoning replica killed with SIGKILL mid-turn was once still not serving 90 s later.
     Killed three times, each while it works on a turn, it serves again each time within RECOVERY_S."""
     recovered = []
-    for _ in range(3):
+    for _ in range(5):
         wait_serving(secure_stack)
         outcome, _ = turn_with_fault(secure_stack, english_clip, "perception", "serve reasoning")
         assert outcome == "done" or outcome.startswith("UNAVAILABLE"), outcome
