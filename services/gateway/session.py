@@ -848,8 +848,10 @@ class LiveSessions:
         """A new session over `inputs`; raises SessionError for what ends it with a status. `caller` (a network
         address) may hold at most `live.max_sessions_per_caller` sessions at once."""
         if caller and self.by_caller[caller] >= self.cfg.live.max_sessions_per_caller:
+            wait_s = self.cfg.listening.idle_s + self.cfg.live.idle_wall_grace_s
             raise SessionError("RESOURCE_EXHAUSTED", f"you hold {self.cfg.live.max_sessions_per_caller} live sessions "
-                               "already (the per-caller limit); end one, or try again when one has ended")
+                               f"already (the per-caller limit); end one, or try again in {wait_s:.0f} s (a silent "
+                               "session is ended by then)")
         if self.models is None:
             await asyncio.to_thread(self.load)
         session = LiveSession(self.cfg, self.gateway, self.store, self.locks, self.acks, self.active, self.models)
