@@ -138,6 +138,7 @@ def main() -> int:
     args.add_argument("--threads", type=int, default=2)
     args.add_argument("--rubric", default="", help="read scores (JSONL) to add; no brain is run again")
     args.add_argument("--tag", default="", help="suffix of the result files")
+    args.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the config's)")
     opts = args.parse_args()
     replies = RESULTS_DIR / f"brain_compare_replies{opts.tag}.jsonl"
     if opts.rubric:
@@ -154,6 +155,8 @@ def main() -> int:
             cfg = load_config(env={})
             cfg.reasoning.llama_cpp.n_threads = opts.threads
             cfg.reasoning.llama_cpp.tuned = BRAINS[brain]["tuned"]
+            if opts.temperature is not None:
+                cfg.reasoning.llama_cpp.temperature = opts.temperature
             if brain == "tuned" and opts.adapter:
                 cfg.reasoning.llama_cpp.adapter_path = opts.adapter
             backend, mapper = LlamaCppBackend(cfg.reasoning), InstructionCore(cfg)
