@@ -156,7 +156,7 @@ def main() -> int:
             cfg.reasoning.llama_cpp.n_threads = opts.threads
             cfg.reasoning.llama_cpp.tuned = BRAINS[brain]["tuned"]
             if opts.temperature is not None:
-                cfg.reasoning.llama_cpp.temperature = opts.temperature
+                cfg.reasoning.llama_cpp.temperature = cfg.reasoning.llama_cpp.tuned_temperature = opts.temperature
             if brain == "tuned" and opts.adapter:
                 cfg.reasoning.llama_cpp.adapter_path = opts.adapter
             backend, mapper = LlamaCppBackend(cfg.reasoning), InstructionCore(cfg)

@@ -144,7 +144,10 @@ class LlamaCppConfig(_Strict):
     seed: int = 7
     """Sampling seed (the same clip gives the same E-CoT)."""
     temperature: float = 0.6
-    """Sampling temperature (0: always the likeliest token)."""
+    """Sampling temperature (0: always the likeliest token) of the prompt-only brain (`tuned: false`)."""
+    tuned_temperature: float = 0.2
+    """Sampling temperature of the tuned brain. Read blind on 40 development replies (2026-12-07, RESULTS.md):
+    0.2 gave 11 coherent replies where the 0.6 it had before gave 1 (0.0: 6)."""
     adapter_path: str = ""
     """A GGUF LoRA adapter that llama.cpp applies over `model_path` (`emoomni train reasoner` writes one, with the
     base it was trained on); empty: the shipped E-CoT adapter of the packaged Qwen when `tuned`, else none."""

@@ -86,6 +86,17 @@ STRATEGY_MANNER = {
 }
 
 LANGUAGE_NAMES = {"zh": "Mandarin Chinese", "en": "English"}
+
+# Words that insult or mock a person: in a reply they are never right, even in play or aimed at the agent itself
+# (the "……你是一个傻子。" to a teasing user). The reply checks look for them; the llama.cpp backend never lets
+# its model say them (NEVER_SAID_*: whole tokens in English, any token holding one of these in Mandarin).
+INSULTS_EN = ("stupid", "idiot", "idiotic", "dumb", "moron", "fool", "foolish", "loser", "pathetic", "ugly",
+              "shut up", "lame", "useless", "clown", "dummy", "nitwit", "jerk", "ridiculous you", "get lost")
+INSULTS_ZH = ("傻子", "傻瓜", "笨蛋", "白痴", "蠢", "废物", "闭嘴", "滚", "神经病", "脑残", "猪头", "没用的东西",
+              "丢人", "活该", "弱智", "二百五", "傻")
+NEVER_SAID_EN = ("stupid", "idiot", "idiots", "idiotic", "dumb", "moron", "loser", "losers", "pathetic", "dummy",
+                 "nitwit", "jerk", "fool", "foolish")
+NEVER_SAID_ZH = ("傻", "蠢", "笨", "白痴", "废物", "闭嘴", "脑残", "猪头", "弱智", "活该")
 # Readings after which a reply must not celebrate.
 NEGATIVE_READINGS = {"anxious", "worried", "nervous", "fearful", "sad", "disappointed", "lonely", "tired",
                      "frustrated", "angry", "annoyed", "embarrassed", "guilty", "disgusted", "grieving", "sarcastic"}

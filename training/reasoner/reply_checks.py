@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import re
 
+from emoomni.services.reasoning.prompt import INSULTS_EN, INSULTS_ZH
+
 _HAN = re.compile(r"[\u4e00-\u9fff]")
 _LATIN = re.compile(r"[A-Za-z]")
-# Words that insult or mock a person; in a reply they are never right, even aimed at the speaker itself in play.
-INSULTS_EN = ("stupid", "idiot", "idiotic", "dumb", "moron", "fool", "foolish", "loser", "pathetic", "ugly",
-              "shut up", "lame", "useless", "clown", "dummy", "nitwit", "jerk", "ridiculous you", "get lost")
-INSULTS_ZH = ("傻子", "傻瓜", "笨蛋", "白痴", "蠢", "废物", "闭嘴", "滚", "神经病", "脑残", "猪头", "没用的东西",
-              "丢人", "活该", "弱智", "二百五", "傻")
 # A feeling named as a verdict on the user ("You are furious!", "你很生气").
 _LABEL_EN = re.compile(r"\byou(?:'re| are| seem| sound| look)(?: so| really| very| clearly| absolutely)? "
                        r"(?:furious|angry|mad|upset|sad|depressed|anxious|hysterical|crazy|jealous|bitter)\b", re.I)

@@ -47,6 +47,8 @@ from emoomni.services.reasoning.prompt import (
     EXAMPLES,
     INTENT_OPENER,
     NEGATIVE_READINGS,
+    NEVER_SAID_EN,
+    NEVER_SAID_ZH,
     STRATEGY_MANNER,
     STRATEGY_OPENER,
     chat_messages,
@@ -188,8 +190,12 @@ class LlamaCppBackend:
         latin = np.zeros(n_vocab, dtype=bool)
         lower_led = np.zeros(n_vocab, dtype=bool)
         blank = np.zeros(n_vocab, dtype=bool)
+        insulting = np.zeros(n_vocab, dtype=bool)
+        never_en = set(NEVER_SAID_EN)
         for token in range(n_vocab):
             raw = self.llm.detokenize([token])
+            text = raw.decode("utf-8", errors="ignore")
+            insulting[token] = text.strip().lower() in never_en or any(w in text for w in NEVER_SAID_ZH)
             not_ascii[token] = bool(raw) and any(b > 126 or (b < 32 and b != 10) for b in raw)
             latin[token] = any(65 <= b <= 90 or 97 <= b <= 122 for b in raw)
             lead = raw.lstrip()[:1]
@@ -199,6 +205,7 @@ class LlamaCppBackend:
         # prompt-only brain, bare whitespace, which would only put the small letter one token later; the tuned
         # brain learned Mandarin replies that open with a bare space token).
         self._lowercase_start = np.flatnonzero(lower_led if self.tuned else lower_led | blank)
+        self._insult_tokens = np.flatnonzero(insulting).tolist()  # never said in a reply (prompt.NEVER_SAID_*)
         masks = {"ascii": not_ascii, "zh": latin}
         out = {}
         for name, mask in masks.items():
@@ -222,7 +229,7 @@ class LlamaCppBackend:
         A small model copies: the opening of the nearest worked example's reply, the user's own words, whole
         runs of an example. So neither an example's opening nor the user's first word may open the reply, and
         no run of COPY_NGRAM tokens may be copied from them: every turn has to find its own words. After bad
-        news the reply may not congratulate (the issue's "Congratulations" to a lost job)."""
+        news the reply may not congratulate (the issue's "Congratulations" to a lost job), and it never insults."""
         first = set(self._example_openers)
         said = perception.transcript.text.strip()
         sources = list(self._example_replies)
@@ -231,12 +238,12 @@ class LlamaCppBackend:
                 first |= self._first_tokens(said.split()[0] if said.isascii() else said[:2])
             sources += [self.llm.tokenize(variant.encode(), add_bos=False, special=False)
                         for variant in (said, f" {said}")]
-        never: list[int] = []
+        never: list[int] = list(self._insult_tokens)
         labels = feeling.replace(".", "").split(" and ")
         # Bad news is never congratulated: after any negative label, or for the tuned brain (which learned to
         # congratulate a happy event told with a lonely face) after a negative main label.
         if any(label in NEGATIVE_READINGS for label in (labels[:1] if self.tuned else labels)):
-            never = self._congratulation_tokens
+            never += self._congratulation_tokens
         return _ban(np.union1d(self._lowercase_start, sorted(first)).astype(np.int64), never, sources,
                     n=TUNED_COPY_NGRAM if self.tuned else COPY_NGRAM)
 
@@ -247,7 +254,8 @@ class LlamaCppBackend:
         from llama_cpp import LogitsProcessorList
 
         opts = self.cfg.llama_cpp
-        common = dict(max_tokens=max_tokens, temperature=opts.temperature, top_p=0.9,
+        common = dict(max_tokens=max_tokens, temperature=opts.tuned_temperature if self.tuned else opts.temperature,
+                      top_p=0.9,
                       repeat_penalty=1.15, stream=True, seed=seed)
         if label:
             stream = self.llm.create_completion(prompt, grammar=self._grammar(label, verbose=False), **common)
