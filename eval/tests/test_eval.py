@@ -100,7 +100,10 @@ def test_objective_metrics_on_real_replies(plain_run):
         # Whisper heard the reply; the error rate is computed against the reply text the agent wrote.
         assert objective["asr_transcript"], item.id
         assert item.metrics[objective["error_metric"]] == objective["error_rate"] is not None
-        assert 0 <= objective["error_rate"] <= 1.0, (turn["ecot"]["response"], objective["asr_transcript"])
+        # An error rate counts insertions too, so it may pass 1.0 (Whisper once heard a Mandarin reply three times
+        # over, CER 1.24); it is a rate, never negative or undefined.
+        assert math.isfinite(objective["error_rate"]) and objective["error_rate"] >= 0, (
+            turn["ecot"]["response"], objective["asr_transcript"])
         assert item.metrics["latency"] == turn["timings_ms"]["total"] > 0
         assert 0 < item.metrics["first_audio_ms"] <= item.metrics["latency"]
         assert item.metrics["UTMOS"] is None  # no UTMOS model given: not measured, not guessed
