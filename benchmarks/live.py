@@ -38,8 +38,8 @@ def figures(values: list[float]) -> dict:
 
 
 async def session(gateway: str, steps, **options):
-    from emoomni.apps.live import RATE, Recorder, hold_session
     from emoomni.sdk.live import AsyncLiveSession, session_config
+    from emoomni.testing.live import RATE, Recorder, hold_session
 
     recorder = Recorder()
     config = session_config(RATE, video=True, **options)
@@ -48,8 +48,8 @@ async def session(gateway: str, steps, **options):
 
 
 def main() -> int:
-    from emoomni.apps.live import load_clip
     from emoomni.core.config import load_config
+    from emoomni.testing.live import load_clip
     from emoomni.testing.stack import running_stack
 
     parser = argparse.ArgumentParser()
@@ -96,7 +96,7 @@ def main() -> int:
 
 def long_session(gateway: str, clips, args) -> dict:
     """Every clip in turn, a pause after each; memory grows to its cap and stays there."""
-    from emoomni.apps.live import Silence, Speak, UntilDone
+    from emoomni.testing.live import Silence, Speak, UntilDone
 
     started, steps = time.perf_counter(), []
     for i in range(args.turns):
@@ -125,7 +125,7 @@ def long_session(gateway: str, clips, args) -> dict:
 
 def barge_ins(gateway: str, clips, args) -> dict:
     """The next clip starts 1 s after the reply's first audio."""
-    from emoomni.apps.live import AfterFirstAudio, Silence, Speak, UntilDone
+    from emoomni.testing.live import AfterFirstAudio, Silence, Speak, UntilDone
 
     steps = []
     for i in range(args.barge_ins + 1):
@@ -144,7 +144,7 @@ def barge_ins(gateway: str, clips, args) -> dict:
 
 def concurrent(gateway: str, clips, args) -> dict:
     """`--sessions` sessions at once, three turns each."""
-    from emoomni.apps.live import Silence, Speak, UntilDone
+    from emoomni.testing.live import Silence, Speak, UntilDone
 
     async def many():
         runs = []

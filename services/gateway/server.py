@@ -17,7 +17,7 @@ from emoomni.core.service import StageService, error_message, set_serving
 from emoomni.core.telemetry import context_from
 from emoomni.services.gateway.admission import Admission, Refused, caller_of
 from emoomni.services.gateway.core import GatewayCore, StagePresence, TurnFailed
-from emoomni.services.gateway.session import LiveSessions, SessionError
+from emoomni.services.gateway.live import LiveSessions, SessionError
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ import grpc
 import numpy as np
 import pytest
 
-from emoomni.apps.live import RATE, AfterFirstAudio, Recorder, Silence, Speak, UntilDone, hold_session, load_clip
 from emoomni.core.config import load_config
 from emoomni.sdk.live import AsyncLiveSession, LiveSession, session_config
+from emoomni.testing.live import RATE, AfterFirstAudio, Recorder, Silence, Speak, UntilDone, hold_session, load_clip
 from emoomni.testing.stack import running_stack
 from emoomni.v1 import agent_pb2
 
