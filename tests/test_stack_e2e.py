@@ -29,6 +29,7 @@ from emoomni.core.natsserver import free_port
 from emoomni.core.runtime import wait_until_serving
 from emoomni.sdk.client import Client, TalkerClient
 from emoomni.testing.talker_swap import run_swap_load
+from emoomni.v1 import bus_pb2
 
 pytestmark = pytest.mark.slow  # a whole multi-process stack
 
@@ -458,15 +459,15 @@ def converse_killing(stack, clip, stage: str, on_kind: str) -> tuple[list, dict[
                 return
             trigger = kind == on_kind
             if kind == "alive":
-                who, work, state, replica = msg.data.decode().split()[:4]
-                trigger = trigger and who == stage and state == "busy"
-                if who == stage and state == "busy":
-                    holders.setdefault(work, set()).add(replica)
-                    working.append((work, replica))
-                elif who == stage:
-                    done.add(work)
+                beat = bus_pb2.Heartbeat.FromString(msg.data)
+                trigger = trigger and beat.stage == stage and not beat.done
+                if beat.stage == stage and not beat.done:
+                    holders.setdefault(beat.work_id, set()).add(beat.replica)
+                    working.append((beat.work_id, beat.replica))
+                elif beat.stage == stage:
+                    done.add(beat.work_id)
             if trigger and not killed:
-                work, replica = next((w, r) for w, r in reversed(working) if w not in done)
+                _, replica = next((w, r) for w, r in reversed(working) if w not in done)
                 os.kill(int(replica.rsplit(":", 1)[1]), signal.SIGKILL)
                 killed.append(replica)
 

@@ -1,6 +1,7 @@
 """The NATS event bus: subject names, protobuf publishing with trace context, queue-group workers.
 
-Every turn lives under ``emoomni.v1.turn.<turn_id>.<kind>``. Work items (``request``, ``perception``,
+Every turn lives under ``emoomni.v1.turn.<turn_id>.<kind>``; the kinds, their messages, senders and readers are the
+turn contract (`emoomni.core.contract`). Work items (``request``, ``perception``,
 ``strategy``, ``speak``) go through a JetStream work queue (see `emoomni.core.workqueue`): every replica of a stage
 pulls from the stage's one consumer, so a second replica anywhere on the bus shares the work, and an item whose
 replica died is handed to another. Events (E-CoT text, audio, timings, errors) are plain messages. The gateway
@@ -10,9 +11,9 @@ Cancelling: the gateway publishes ``emoomni.v1.turn.<turn_id>.cancel`` and purge
 replica stops its work items of that turn (the asyncio task is cancelled, which stops the model thread at its next
 token or audio piece) and drops any item of that turn that arrives later.
 
-Liveness: a work item carries an id (header ``Emoomni-Work``); the replica that took it publishes
-``<stage> <id> busy <replica> <delivery> <max deliveries>`` on ``emoomni.v1.turn.<turn_id>.alive`` every second
-while it works and ``... done ...`` when it is finished, so the gateway sees when the replica holding a turn's
+Liveness: a work item carries an id (header ``Emoomni-Work``); the replica that took it publishes a `Heartbeat`
+(stage, work id, replica, delivery) on ``emoomni.v1.turn.<turn_id>.alive`` every second while it works and one with
+``done`` when it is finished, so the gateway sees when the replica holding a turn's
 work has died. Each replica also answers ``emoomni.v1.presence.<stage>``, which tells the gateway whether a stage
 is up at all.
 
@@ -42,6 +43,7 @@ from nats.js.errors import BucketNotFoundError, NoStreamResponseError, NotFoundE
 from opentelemetry import trace
 
 from emoomni.core import workqueue
+from emoomni.core.contract import WORK_KINDS, Kind
 from emoomni.core.telemetry import context_from, headers_with_trace
 from emoomni.core.workqueue import (
     DEAD_LETTER_PREFIX,
@@ -52,6 +54,7 @@ from emoomni.core.workqueue import (
     current_delivery,
     current_work,
 )
+from emoomni.v1 import bus_pb2
 
 log = logging.getLogger(__name__)
 
@@ -71,22 +74,6 @@ FETCH_WAIT_S = 5.0  # how long one pull request for work waits on the server
 _TURN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
-class Kind:
-    """The last token of a turn subject: what the message is."""
-
-    REQUEST = "request"  # TurnRequest, gateway -> perception
-    PERCEPTION = "perception"  # ReasonJob, perception -> reasoning
-    ECOT = "ecot"  # TurnEvent(ecot_delta), reasoning -> gateway
-    STRATEGY = "strategy"  # MapJob, reasoning -> instruction
-    INSTRUCTION = "instruction"  # TurnEvent(instruction), instruction -> reasoning, gateway
-    SPEAK = "speak"  # SpeakJob, reasoning -> talker
-    AUDIO = "audio"  # TurnEvent(audio), talker -> gateway
-    TIMING = "timing"  # TurnEvent(timing), every stage -> gateway
-    ERROR = "error"  # TurnEvent(error), any stage -> gateway
-    ALIVE = "alive"  # b"<stage> <work id> busy|done", the replica holding a work item -> gateway
-    CANCEL = "cancel"  # empty, gateway -> every replica: stop the turn's work now (a barge-in)
-
-
 def new_turn_id() -> str:
     return os.urandom(16).hex()
 
@@ -102,9 +89,6 @@ def subject(turn_id: str, kind: str) -> str:
 
 def work_subject(kind: str) -> str:
     return f"{PREFIX}.*.{kind}"
-
-
-WORK_KINDS = (Kind.REQUEST, Kind.PERCEPTION, Kind.STRATEGY, Kind.SPEAK)
 
 
 def turn_id_of(subject_name: str) -> str:
@@ -197,6 +181,23 @@ class Bus:
             await self.nc.drain()
         elif not self.nc.is_closed:  # reconnecting: there is nothing to drain to
             await self.nc.close()
+
+    @property
+    def connected(self) -> bool:
+        return self.nc is not None and self.nc.is_connected
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message the server takes (bytes)."""
+        return self.nc.max_payload
+
+    async def subscribe(self, subj: str, cb: Callable[[Msg], Awaitable[None]]):
+        """A plain subscription (events of a turn, control messages); returns it, to `unsubscribe()`. What this
+        connection publishes afterwards reaches the server after it; `flush()` waits until the server has it."""
+        return await self.nc.subscribe(subj, cb=cb)
+
+    async def flush(self) -> None:
+        await self.nc.flush()
 
     async def publish(self, subj: str, msg: Message) -> None:
         """Publish with the current span's trace context in the headers."""
@@ -301,8 +302,9 @@ class Bus:
         """One heartbeat of a work item (see the module docstring); `delivery` counts from 1, and an item on its
         last delivery (`max_deliver`) whose heartbeats stop will not come back."""
         try:
-            await self.nc.publish(subject(turn_id_of(work_subj), Kind.ALIVE),
-                                  f"{stage} {work_id} {state} {self.replica} {delivery} {self.max_deliver}".encode())
+            beat = bus_pb2.Heartbeat(stage=stage, work_id=work_id, done=state == "done", replica=self.replica,
+                                     delivery=delivery, max_deliver=self.max_deliver)
+            await self.nc.publish(subject(turn_id_of(work_subj), Kind.ALIVE), beat.SerializeToString())
         except Exception:  # the bus is down: the gateway learns that from its own connection
             log.debug("heartbeat not sent", exc_info=True)
 

@@ -14,15 +14,8 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from emoomni.core.bus import Bus, Kind, subject
+from emoomni.core.contract import decode
 from emoomni.core.natsserver import NatsServer
-from emoomni.v1 import agent_pb2, bus_pb2
-
-# What travels on each kind of turn subject.
-MESSAGE_OF_KIND: dict[str, type[Message]] = {
-    Kind.REQUEST: bus_pb2.TurnRequest, Kind.PERCEPTION: bus_pb2.ReasonJob, Kind.STRATEGY: bus_pb2.MapJob,
-    Kind.SPEAK: bus_pb2.SpeakJob, Kind.ECOT: agent_pb2.TurnEvent, Kind.INSTRUCTION: agent_pb2.TurnEvent,
-    Kind.AUDIO: agent_pb2.TurnEvent, Kind.TIMING: agent_pb2.TurnEvent, Kind.ERROR: agent_pb2.TurnEvent,
-}
 
 
 @dataclass
@@ -44,12 +37,12 @@ async def run_bus_test(bus: Bus, turn_id: str, send: list[Send], expect: list[st
 
     async def on_message(msg) -> None:
         kind = msg.subject.rsplit(".", 1)[1]
-        cls = MESSAGE_OF_KIND.get(kind)
-        seen.append((kind, cls.FromString(msg.data) if cls else msg.data))
+        message = decode(kind, msg.data)
+        seen.append((kind, msg.data if message is None else message))
         arrived.set()
 
-    sub = await bus.nc.subscribe(subject(turn_id, ">"), cb=on_message)
-    await bus.nc.flush()
+    sub = await bus.subscribe(subject(turn_id, ">"), on_message)
+    await bus.flush()
     try:
         for item in send:
             await bus.dispatch(subject(turn_id, item.kind), item.message, item.stage)

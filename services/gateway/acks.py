@@ -115,7 +115,7 @@ class AckBank:
                 if event.audio.last and not finished.done():
                     finished.set_result(None)
 
-        subs = [await self.bus.nc.subscribe(subject(turn_id, kind), cb=on_event) for kind in (Kind.AUDIO, Kind.ERROR)]
+        subs = [await self.bus.subscribe(subject(turn_id, kind), on_event) for kind in (Kind.AUDIO, Kind.ERROR)]
         try:
             await self.bus.dispatch(subject(turn_id, Kind.SPEAK), bus_pb2.SpeakJob(
                 turn_id=turn_id, text=text, instruction=instruction, language=language, last_sentence=True,

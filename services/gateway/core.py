@@ -15,6 +15,7 @@ from opentelemetry import trace
 
 from emoomni.core.bus import Bus, Kind, StageUnavailable, deadline_in, new_turn_id, subject, valid_turn_id
 from emoomni.core.config import StackConfig
+from emoomni.core.contract import GATEWAY_READS, finished_stage
 from emoomni.core.media import MediaError
 from emoomni.core.registry import STAGES
 from emoomni.core.security import check_media_path
@@ -22,8 +23,6 @@ from emoomni.core.telemetry import tracer_for
 from emoomni.services.gateway.turn import TurnAssembler
 from emoomni.v1 import agent_pb2, bus_pb2, media_pb2, perception_pb2
 
-_FORWARDED = (Kind.PERCEPTION, Kind.ECOT, Kind.STRATEGY, Kind.INSTRUCTION, Kind.SPEAK, Kind.AUDIO, Kind.TIMING,
-              Kind.ERROR, Kind.ALIVE)
 _PAYLOAD_MARGIN = 64 * 1024  # room for the rest of the TurnRequest and the headers
 
 _TALKER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -108,7 +107,7 @@ class GatewayCore:
     async def _media_for_bus(self, turn_id: str, media: media_pb2.MediaInput) -> media_pb2.MediaInput:
         """Inline bytes ride in the TurnRequest when they fit the server's max payload (one copy, no store
         round trips); larger clips go to the object store and the bus carries a reference."""
-        if media.WhichOneof("source") != "data" or len(media.data) + _PAYLOAD_MARGIN <= self.bus.nc.max_payload:
+        if media.WhichOneof("source") != "data" or len(media.data) + _PAYLOAD_MARGIN <= self.bus.max_payload:
             return media
         store = await self.bus.media_store(self.cfg.nats.media_bucket, self.cfg.nats.media_ttl_s)
         name = f"{turn_id}/{media.filename or 'clip'}"
@@ -170,9 +169,8 @@ class GatewayCore:
 
         with self.tracer.start_as_current_span("turn", kind=trace.SpanKind.SERVER) as span:
             span.set_attribute("emoomni.turn_id", turn_id)
-            # Subscribe before anything is published, so no event of the turn can be missed. Not to `request`:
-            # the gateway must not count as a listener there, so a missing perception stage is reported at once.
-            subs = [await self.bus.nc.subscribe(subject(turn_id, kind), cb=on_message) for kind in _FORWARDED]
+            # Subscribe before anything is published, so no event of the turn can be missed.
+            subs = [await self.bus.subscribe(subject(turn_id, kind), on_message) for kind in GATEWAY_READS]
             try:
                 deadline_ns = deadline_in(self.cfg.deadlines.turn_s)
                 watch = WorkWatch(self.cfg.deadlines.stall_s, self.bus.outages, self.presence)
@@ -225,7 +223,7 @@ class GatewayCore:
             except TimeoutError:
                 continue
             if kind == Kind.ALIVE:
-                watch.heartbeat(data)
+                watch.heartbeat(bus_pb2.Heartbeat.FromString(data))
                 continue
             for event in assembler.handle(kind, data):
                 watch.finished_part(event)
@@ -267,30 +265,19 @@ class WorkWatch:
 
     def finished_part(self, event: agent_pb2.TurnEvent) -> None:
         """Strike a stage off once the caller has its part (the talker stays needed until the turn is done)."""
-        which = event.WhichOneof("event")
-        if which == "perception":
-            self.needed.discard("perception")
-        elif which == "instruction":
-            self.needed.discard("instruction")
-        elif which == "timing" and event.timing.stage == "reasoning" and event.timing.sentences:
-            self.needed.discard("reasoning")
+        self.needed.discard(finished_stage(event))
 
-    def heartbeat(self, data: bytes) -> None:
-        """`<stage> <work id> busy|done [<replica> <delivery> <max deliveries>]`"""
-        fields = data.decode(errors="replace").split()
-        if len(fields) < 3:
+    def heartbeat(self, beat: bus_pb2.Heartbeat) -> None:
+        if beat.done:
+            self.items.pop(beat.work_id, None)
             return
-        stage, work_id, state = fields[:3]
-        if state == "done":
-            self.items.pop(work_id, None)
-            return
-        self.items[work_id] = (stage, time.monotonic())
-        if len(fields) >= 6 and fields[4].isdigit() and fields[5].isdigit() and int(fields[4]) >= int(fields[5]) > 0:
-            self.last_delivery.add(work_id)
+        self.items[beat.work_id] = (beat.stage, time.monotonic())
+        if 0 < beat.max_deliver <= beat.delivery:
+            self.last_delivery.add(beat.work_id)
 
     def problem(self, bus: Bus) -> tuple[str, str, str] | None:
         """(code, stage, message) when the turn cannot finish any more."""
-        if bus.outages != self.outages or not bus.nc.is_connected:
+        if bus.outages != self.outages or not bus.connected:
             return ("UNAVAILABLE", "gateway", "the connection to the bus (nats-server) was lost mid-turn; "
                     "the turn's messages are gone, please send it again")
         now = time.monotonic()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from emoomni.core.bus import Kind
+from emoomni.core.contract import decode
 from emoomni.core.registry import STAGES
 from emoomni.v1 import agent_pb2, bus_pb2, instruction_pb2, media_pb2, reasoning_pb2
 
@@ -61,24 +61,19 @@ class TurnAssembler:
         return True
 
     def handle(self, kind: str, data: bytes) -> list[agent_pb2.TurnEvent]:
-        """Events to forward to the caller for one bus message."""
-        tid = self.turn_id
-        if kind == Kind.PERCEPTION:
-            if not self._first(kind):
-                return []
-            return [agent_pb2.TurnEvent(turn_id=tid, perception=bus_pb2.ReasonJob.FromString(data).perception)]
-        if kind == Kind.STRATEGY:
-            if not self._first(kind):
-                return []
-            return [agent_pb2.TurnEvent(turn_id=tid, strategy=bus_pb2.MapJob.FromString(data).strategy)]
-        if kind == Kind.SPEAK:
-            job = bus_pb2.SpeakJob.FromString(data)
-            if job.last_sentence:
-                self._total_sentences = job.sentence_index + 1
+        """Events to forward to the caller for one bus message (its kind and message: emoomni.core.contract)."""
+        tid, message = self.turn_id, decode(kind, data)
+        if isinstance(message, bus_pb2.ReasonJob):
+            return [agent_pb2.TurnEvent(turn_id=tid, perception=message.perception)] if self._first(kind) else []
+        if isinstance(message, bus_pb2.MapJob):
+            return [agent_pb2.TurnEvent(turn_id=tid, strategy=message.strategy)] if self._first(kind) else []
+        if isinstance(message, bus_pb2.SpeakJob):
+            if message.last_sentence:
+                self._total_sentences = message.sentence_index + 1
             return self._drain()
-        if kind not in (Kind.ECOT, Kind.INSTRUCTION, Kind.AUDIO, Kind.TIMING, Kind.ERROR):
+        if not isinstance(message, agent_pb2.TurnEvent):
             return []
-        event = agent_pb2.TurnEvent.FromString(data)
+        event = message
         which = event.WhichOneof("event")
         if which == "ecot_delta":
             if event.ecot_delta.seq:

@@ -64,7 +64,7 @@ class ReasoningService(StageService, reasoning_pb2_grpc.ReasoningServicer):
         # Subscribe before the strategy is published, so the instruction cannot be missed. A job delivered again
         # (its first replica died) may find the instruction made already: its strategy job is then a duplicate
         # that the work queue drops, so the instruction is read from where the bus keeps it.
-        sub = await bus.nc.subscribe(subject(turn_id, Kind.INSTRUCTION), cb=on_instruction)
+        sub = await bus.subscribe(subject(turn_id, Kind.INSTRUCTION), on_instruction)
         try:
             kept = await bus.kept_note(subject(turn_id, Kind.INSTRUCTION)) if redelivered() else None
             if kept is not None and not instruction.done():

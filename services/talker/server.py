@@ -44,8 +44,8 @@ class TalkerService(StageService, talker_pb2_grpc.TalkerServicer):
         await bus.worker(Kind.SPEAK, "talker",
                          self.job_handler("talker", bus_pb2.SpeakJob.FromString, self._on_speak),
                          concurrent=self.cfg.talker.concurrency)
-        await bus.nc.subscribe(TALKER_CONTROL, cb=self._on_control)
-        await bus.nc.flush()
+        await bus.subscribe(TALKER_CONTROL, self._on_control)
+        await bus.flush()
 
     def add_to_grpc(self, server: grpc.aio.Server) -> None:
         talker_pb2_grpc.add_TalkerServicer_to_server(self, server)
