@@ -29,7 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import emoomni  # noqa: F401  (torchvision beside a CPU-only torch, see emoomni.core.torchvision_compat)
+import emoomni.services  # noqa: F401  (readies torchvision beside a CPU-only torch: emoomni.core.torchvision_compat)
 from benchmarks.common import RESULTS_DIR, machine, summary
 from emoomni.core.config import OmniReasoning, load_config
 from emoomni.services.reasoning.backends.interface import EMOTION

@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import emoomni  # noqa: E402,F401  (torchvision beside a CPU-only torch, see emoomni.core.torchvision_compat)
+import emoomni.services  # noqa: E402,F401  (readies torchvision beside a CPU-only torch: emoomni.core.torchvision_compat)
 from training.common import config as cfgs  # noqa: E402
 from training.common.hf import cpu_has_bf16  # noqa: E402
 from training.common.messages import load_jsonl  # noqa: E402

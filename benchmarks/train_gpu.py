@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import emoomni  # noqa: F401  (torchvision beside a CPU-only torch, see emoomni.core.torchvision_compat)
+import emoomni.services  # noqa: F401  (readies torchvision beside a CPU-only torch: emoomni.core.torchvision_compat)
 from benchmarks.common import RESULTS_DIR, machine, summary
 from benchmarks.omni_gpu import synth_clip
 from emoomni.services.reasoning.backends.omni_backend import SYSTEM_PROMPT

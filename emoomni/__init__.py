@@ -4,11 +4,7 @@ The public embedding API is :class:`emoomni.sdk.client.Client`; the stack is des
 :class:`emoomni.core.config.StackConfig`.
 """
 
-from emoomni.core.torchvision_compat import install_import_hook
-
 __version__ = "0.1.0"
-
-install_import_hook()
 
 __all__ = ["Client", "__version__"]
 

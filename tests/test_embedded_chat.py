@@ -14,6 +14,8 @@ import soundfile as sf
 from conftest import ENGLISH_CLIP, MANDARIN_CLIPS
 from emoomni.core.config import load_config
 from emoomni.core.runtime import EmbeddedAgent
+from emoomni.sdk.agent import LocalAgent
+from emoomni.sdk.live import session_config
 from emoomni.sdk.result import TurnResult
 from emoomni.services.gateway.core import TurnFailed
 from emoomni.v1 import agent_pb2, media_pb2
@@ -57,22 +59,34 @@ def test_cli_missing_file_exits_2(tmp_path):
 
 
 def test_embedded_agent_on_all_clips_survives_bad_input(shared_media, bad_media):
+    """Through the Agent port (LocalAgent over the EmbeddedAgent), as the web demo and `emoomni live` use it: clip
+    turns, the talker list and a typed live turn."""
     async def scenario():
         results = {}
         async with EmbeddedAgent(load_config(env={})) as agent:
+            port = LocalAgent(agent)
             for name in (ENGLISH_CLIP, "no_face", *MANDARIN_CLIPS):
                 path = bad_media[name] if name == "no_face" else shared_media / name
                 request = agent_pb2.ConverseRequest(media=media_pb2.MediaInput(path=str(path)))
                 result = TurnResult()
                 try:
-                    async for event in agent.run_turn(request):
+                    async for event in port.converse(request):
                         result.add(event)
                     results[name] = result
                 except TurnFailed as exc:
                     results[name] = exc
+            results["talkers"] = await port.talkers()
+            async with port.session(session_config(16000)) as session:
+                await session.text("Hi, I just got back from a long walk.")
+                async for event in session.events():
+                    if event.WhichOneof("event") == "turn" and event.turn.WhichOneof("event") == "done":
+                        results["typed"] = event.turn.done.ecot.response
+                        await session.end()
         return results
 
     results = asyncio.run(scenario())
+    assert any(t.active for t in results["talkers"].talkers) and len(results["talkers"].talkers) >= 2
+    assert results["typed"].strip() and results["typed"].isascii()
     failed = results["no_face"]
     assert isinstance(failed, TurnFailed) and failed.code == "INVALID_ARGUMENT" and "no face" in str(failed)
     for clip in (ENGLISH_CLIP, *MANDARIN_CLIPS):

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from emoomni.apps.devices import Camera, DeviceError, Loudspeaker, Microphone
+from emoomni.sdk.agent import LocalAgent, RemoteAgent
 from emoomni.sdk.commands import Command, add_client_security, apply_client_security, fail
-from emoomni.sdk.live import AsyncLiveSession, session_config
+from emoomni.sdk.live import session_config
 from emoomni.testing.live import (
     RATE,
     Listen,
@@ -174,12 +175,12 @@ def _close_devices(steps: list[Step], recorder: Recorder) -> None:
 
 async def _session(args, cfg, config, steps: list[Step], recorder: Recorder) -> np.ndarray:
     if args.remote:
-        return await hold_session(AsyncLiveSession.connect(args.remote, config), steps, recorder)
+        return await hold_session(RemoteAgent(args.remote).session(config), steps, recorder)
     from emoomni.core.runtime import EmbeddedAgent
     from emoomni.core.telemetry import shutdown_tracing
 
     try:
         async with EmbeddedAgent(cfg) as agent:
-            return await hold_session(AsyncLiveSession(agent.gateway.live.run, config), steps, recorder)
+            return await hold_session(LocalAgent(agent).session(config), steps, recorder)
     finally:
         shutdown_tracing()

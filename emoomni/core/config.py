@@ -11,24 +11,23 @@ Each stage's `backend` picks one member of a discriminated union, so only that b
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from emoomni.core.packages import package_dir
+from emoomni.core.config_sources import (  # below this module: imports run one way
+    DEFAULT_CONFIG_PATH,
+    PRESETS_DIR,
+    EnvVar,
+    backend_of,
+    environment_sources,
+    reading_environment,
+    resolve_config_path,
+)
 
-PRESETS_DIR = package_dir("emoomni.presets", "the preset stack configs")
-DEFAULT_CONFIG_PATH = PRESETS_DIR / "stack.yaml"
-
-
-@dataclass(frozen=True)
-class EnvVar:
-    """Marks a field that an environment variable of this name overrides (declared here, read by load_config)."""
-
-    name: str
+__all__ = ["DEFAULT_CONFIG_PATH", "PRESETS_DIR", "EnvVar", "StackConfig", "load_config"]
 
 
 class _Strict(BaseModel):
@@ -250,15 +249,11 @@ class OmniReasoning(_ReasoningCommon):
     omni: OmniConfig = OmniConfig()
 
 
-def _backend_of(value: Any, default: str) -> str:
-    return value.get("backend", default) if isinstance(value, dict) else getattr(value, "backend", default)
-
-
 # The reasoning stage: `backend` picks the member; a section for another backend is an unknown key.
 ReasoningConfig = Annotated[
     Annotated[LlamaCppReasoning, Tag("llama_cpp")] | Annotated[OpenAICompatibleReasoning, Tag("openai_compatible")]
     | Annotated[OmniReasoning, Tag("omni")],
-    Discriminator(lambda value: _backend_of(value, "llama_cpp"), custom_error_type="reasoning_backend",
+    Discriminator(lambda value: backend_of(value, "llama_cpp"), custom_error_type="reasoning_backend",
                   custom_error_message="reasoning.backend must be llama_cpp, openai_compatible or omni"),
 ]
 
@@ -543,23 +538,11 @@ class StackConfig(BaseSettings):
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
                                    file_secret_settings):
         # Highest first: declared variables, then EMOOMNI__SECTION__KEY, then the YAML file (init arguments).
-        from emoomni.core.config_sources import environment_sources
-
         return (*environment_sources(settings_cls, init_settings.init_kwargs), init_settings)
-
-
-def _set_dotted(data: dict, dotted: str, value: str) -> None:
-    *parents, leaf = dotted.split(".")
-    node = data
-    for key in parents:
-        node = node.setdefault(key, {})
-    node[leaf] = value
 
 
 def load_config(path: str | os.PathLike | None = None, env: dict[str, str] | None = None) -> StackConfig:
     """Read the YAML stack config, apply environment overrides, validate."""
-    from emoomni.core.config_sources import reading_environment, resolve_config_path
-
     env = dict(os.environ) if env is None else env
     data = yaml.safe_load(resolve_config_path(path, env).read_text()) or {}
     with reading_environment(env):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,29 +14,46 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_settings import EnvSettingsSource, PydanticBaseSettingsSource
 
-from emoomni.core.config import (
-    DEFAULT_CONFIG_PATH,
-    PRESETS_DIR,
-    EnvVar,
-    StackConfig,
-    _backend_of,
-    _ReasoningCommon,
-    _set_dotted,
-)
+from emoomni.core.packages import package_dir
+
+PRESETS_DIR = package_dir("emoomni.presets", "the preset stack configs")
+DEFAULT_CONFIG_PATH = PRESETS_DIR / "stack.yaml"
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """Marks a field that an environment variable of this name overrides (declared on the field in config.py, read
+    here)."""
+
+    name: str
+
+
+def backend_of(value: Any, default: str) -> str:
+    """The `backend` of a reasoning section, as a dict (YAML) or a model."""
+    return value.get("backend", default) if isinstance(value, dict) else getattr(value, "backend", default)
+
+
+def set_dotted(data: dict, dotted: str, value: str) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
 
 # The environment that load_config hands to the settings sources (None: do not read the environment).
 _ENV: contextvars.ContextVar[dict[str, str] | None] = contextvars.ContextVar("emoomni_config_env", default=None)
 
 
-def declared_env_vars(model: type[BaseModel] = StackConfig, prefix: str = "") -> list[tuple[str, str, str]]:
-    """(variable, dotted key, backend it belongs to or "") for every field marked with `EnvVar`, through the
-    reasoning union's members."""
+def declared_env_vars(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, str]]:
+    """(variable, dotted key, backend it belongs to or "") for every field of `model` (StackConfig) marked with
+    `EnvVar`, through the reasoning union's members (the models with a `backend` field)."""
     found = []
     for name, info in model.model_fields.items():
         dotted = f"{prefix}{name}"
         found += [(m.name, dotted, "") for m in info.metadata if isinstance(m, EnvVar)]
         for sub in _models_in(info):
-            tag = sub.model_fields["backend"].default if issubclass(sub, _ReasoningCommon) else ""
+            tag = sub.model_fields["backend"].default if "backend" in sub.model_fields else ""
             found += [(var, key, tag or backend) for var, key, backend in declared_env_vars(sub, f"{dotted}.")]
     return list(dict.fromkeys(found))
 
@@ -63,12 +81,12 @@ class _DeclaredEnv(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
-        declared = declared_env_vars()
-        backend = self.env.get("EMOOMNI_REASONING_BACKEND") or _backend_of(self.file_data.get("reasoning", {}),
-                                                                          "llama_cpp")
+        declared = declared_env_vars(self.settings_cls)
+        backend = self.env.get("EMOOMNI_REASONING_BACKEND") or backend_of(self.file_data.get("reasoning", {}),
+                                                                         "llama_cpp")
         for var, dotted, member in declared:
             if self.env.get(var) and (not member or member == backend or dotted == "reasoning.backend"):
-                _set_dotted(data, dotted, self.env[var])
+                set_dotted(data, dotted, self.env[var])
         return data
 
 

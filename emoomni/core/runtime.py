@@ -147,6 +147,17 @@ class EmbeddedAgent:
     def run_turn(self, request) -> AsyncIterator:
         return self.core.run_turn(request)
 
+    def session_stream(self):
+        """Opens a live session on this agent's gateway: session inputs in, session events out (what
+        `emoomni.sdk.agent.LocalAgent` wraps)."""
+        return self.gateway.live.run
+
+    async def talkers(self):
+        """The talker engines, as the talker service's `ListTalkers` answers them."""
+        from emoomni.v1 import talker_pb2
+
+        return await self.services["talker"].ListTalkers(talker_pb2.ListTalkersRequest(), None)
+
 
 def run_stack(cfg: StackConfig, config_path: str | None, ready_timeout_s: float = 600.0) -> int:
     """`emoomni up`: a private nats-server and every service as its own supervised process (emoomni/supervisor.py).

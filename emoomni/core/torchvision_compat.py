@@ -7,7 +7,8 @@ checking that the ops exist. Declaring those two op schemas first lets the impor
 work, and the detection ops stay unavailable (they raise if called; nothing here calls them). With a
 matching torchvision (any CUDA install, or a CPU build) this does nothing.
 
-`install_import_hook` (called by `import emoomni`) applies it on the first `import torchvision` of a process,
+`install_import_hook` (called when `emoomni.services` or `training` is imported; a client-only `import emoomni` does
+not) applies it on the first `import torchvision` of a process,
 so that transformers, sentence-transformers and the talker plugins all import cleanly; it imports nothing
 until then.
 """

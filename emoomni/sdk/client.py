@@ -11,7 +11,6 @@ environment variables EMOOMNI_TLS_CA, EMOOMNI_TOKEN (and EMOOMNI_CLIENT_CERT / E
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import grpc
 from emoomni.core.channels import client_channel
 from emoomni.core.limits import MAX_GRPC_MESSAGE
 from emoomni.sdk.result import TurnResult
+from emoomni.sdk.security import ClientSecurity
 from emoomni.v1 import (
     agent_pb2,
     agent_pb2_grpc,
@@ -31,6 +31,18 @@ from emoomni.v1 import (
 )
 
 UPLOAD_CHUNK = 256 * 1024
+
+
+def upload_messages(request: agent_pb2.ConverseRequest) -> Iterator[agent_pb2.ConverseUploadMessage]:
+    """A turn with its clip's bytes in `media.data`, as an upload: the request without them, then the bytes in
+    chunks (the server may be on another machine, and unary messages are kept small)."""
+    data = request.media.data
+    start = agent_pb2.ConverseRequest()
+    start.CopyFrom(request)
+    start.media.ClearField("data")
+    yield agent_pb2.ConverseUploadMessage(start=start)
+    for offset in range(0, len(data), UPLOAD_CHUNK):
+        yield agent_pb2.ConverseUploadMessage(chunk=media_pb2.MediaChunk(data=data[offset:offset + UPLOAD_CHUNK]))
 
 
 def _trace_metadata() -> list[tuple[str, str]]:
@@ -51,13 +63,10 @@ class _Channel:
     def __init__(self, target: str, timeout_s: float, tls_ca: str | None = None, token: str | None = None,
                  client_cert: str | None = None, client_key: str | None = None):
         self.timeout_s = timeout_s
-        env = os.environ.get
+        security = ClientSecurity.resolve(tls_ca, token, client_cert, client_key)
         self.channel = client_channel(
-            target, tls_ca=env("EMOOMNI_TLS_CA", "") if tls_ca is None else tls_ca,
-            token=env("EMOOMNI_TOKEN", "") if token is None else token,
-            client_cert=env("EMOOMNI_CLIENT_CERT", "") if client_cert is None else client_cert,
-            client_key=env("EMOOMNI_CLIENT_KEY", "") if client_key is None else client_key,
-            options=[("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
+            target, tls_ca=security.tls_ca, token=security.token, client_cert=security.client_cert,
+            client_key=security.client_key, options=[("grpc.max_receive_message_length", MAX_GRPC_MESSAGE),
                      ("grpc.max_send_message_length", MAX_GRPC_MESSAGE)])
 
     def close(self) -> None:
@@ -84,17 +93,10 @@ class Client(_Channel):
         picks the engine for this turn only."""
         data = clip if isinstance(clip, bytes) else Path(clip).read_bytes()
         name = "clip" if isinstance(clip, bytes) else Path(clip).name
-
-        def upload() -> Iterator[agent_pb2.ConverseUploadMessage]:
-            start = agent_pb2.ConverseRequest(context=context, turn_id=turn_id, talker=talker,
-                                              media=media_pb2.MediaInput(filename=name))
-            yield agent_pb2.ConverseUploadMessage(start=start)
-            for offset in range(0, len(data), UPLOAD_CHUNK):
-                piece = media_pb2.MediaChunk(data=data[offset:offset + UPLOAD_CHUNK])
-                yield agent_pb2.ConverseUploadMessage(chunk=piece)
-
-        metadata = _trace_metadata()
-        yield from self.stub.ConverseUpload(upload(), timeout=self.timeout_s, metadata=metadata)
+        start = agent_pb2.ConverseRequest(context=context, turn_id=turn_id, talker=talker,
+                                          media=media_pb2.MediaInput(filename=name, data=data))
+        yield from self.stub.ConverseUpload(upload_messages(start), timeout=self.timeout_s,
+                                            metadata=_trace_metadata())
 
     def converse_path(self, server_path: str, context: str = "") -> Iterator[agent_pb2.TurnEvent]:
         """Stream a turn for a file the server itself can read (no upload)."""

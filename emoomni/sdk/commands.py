@@ -15,6 +15,8 @@ from abc import ABC, abstractmethod
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, ClassVar
 
+from emoomni.sdk.security import ENVIRONMENT
+
 if TYPE_CHECKING:
     from emoomni.core.config import StackConfig
 
@@ -57,11 +59,6 @@ def discover_commands() -> dict[str, Command]:
     return found
 
 
-# Client-side security flags and the environment variables they set (read by emoomni.sdk.client).
-CLIENT_SECURITY = {"tls_ca": "EMOOMNI_TLS_CA", "token": "EMOOMNI_TOKEN", "client_cert": "EMOOMNI_CLIENT_CERT",
-                   "client_key": "EMOOMNI_CLIENT_KEY"}
-
-
 def add_client_security(parser: argparse.ArgumentParser) -> None:
     """--tls-ca / --token-file / --client-cert / --client-key for commands that call a running stack."""
     group = parser.add_argument_group("calling a secured stack (README, Running unattended)")
@@ -79,7 +76,7 @@ def apply_client_security(args: argparse.Namespace) -> None:
         from emoomni.core.private_files import read_secret_file
 
         args.token = read_secret_file(args.token_file)
-    for attr, var in CLIENT_SECURITY.items():
+    for attr, var in ENVIRONMENT.items():  # the variables every client reads (emoomni.sdk.security)
         value = getattr(args, attr, None)
         if value is not None:
             os.environ[var] = value

@@ -15,7 +15,6 @@ the user actually heard.
 from __future__ import annotations
 
 import asyncio
-import os
 import queue
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,6 +23,7 @@ import grpc
 
 from emoomni.core.channels import client_channel, read_file
 from emoomni.core.limits import MAX_GRPC_MESSAGE
+from emoomni.sdk.security import ClientSecurity
 from emoomni.v1 import agent_pb2, agent_pb2_grpc
 
 _END = object()
@@ -43,19 +43,16 @@ def async_channel(target: str, *, tls_ca: str | None = None, token: str | None =
                   client_key: str | None = None) -> tuple[grpc.aio.Channel, list[tuple[str, str]] | None]:
     """An asyncio channel to a gateway and the call metadata (the bearer token), with the same security options
     (and EMOOMNI_* variables) as `emoomni.Client`."""
-    env = os.environ.get
-    tls_ca = env("EMOOMNI_TLS_CA", "") if tls_ca is None else tls_ca
-    token = env("EMOOMNI_TOKEN", "") if token is None else token
-    client_cert = env("EMOOMNI_CLIENT_CERT", "") if client_cert is None else client_cert
-    client_key = env("EMOOMNI_CLIENT_KEY", "") if client_key is None else client_key
-    if tls_ca:
+    security = ClientSecurity.resolve(tls_ca, token, client_cert, client_key)
+    if security.tls_ca:
         creds = grpc.ssl_channel_credentials(
-            root_certificates=read_file(tls_ca), private_key=read_file(client_key) if client_key else None,
-            certificate_chain=read_file(client_cert) if client_cert else None)
+            root_certificates=read_file(security.tls_ca),
+            private_key=read_file(security.client_key) if security.client_key else None,
+            certificate_chain=read_file(security.client_cert) if security.client_cert else None)
         channel = grpc.aio.secure_channel(target, creds, options=_OPTIONS)
     else:
         channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
-    return channel, [("authorization", f"Bearer {token}")] if token else None
+    return channel, security.metadata()
 
 
 class _Inputs:

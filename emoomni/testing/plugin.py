@@ -18,6 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from emoomni.core.torchvision_compat import install_import_hook
+
+install_import_hook()  # the tests load models that import torchvision beside a CPU-only torch
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: takes minutes (a whole stack, a fresh venv, a large model)")

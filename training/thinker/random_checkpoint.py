@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import emoomni  # noqa: F401  (makes torchvision importable beside a CPU-only torch; see emoomni.core.torchvision_compat)
-
 # Special tokens the Qwen2.5-Omni processor and chat format rely on (names as the processor reads them).
 MEDIA_TOKENS = {
     "audio_token": "<|AUDIO|>",

@@ -32,9 +32,10 @@ from google.protobuf.json_format import MessageToDict
 
 from emoomni.core.config import StackConfig
 from emoomni.core.security import InsecureListen, check_listen, is_loopback
+from emoomni.sdk.agent import LocalAgent, RemoteAgent
 from emoomni.sdk.commands import fail
-from emoomni.sdk.live import AsyncLiveSession, async_channel, session_config
-from emoomni.v1 import agent_pb2, agent_pb2_grpc, media_pb2
+from emoomni.sdk.live import AsyncLiveSession, session_config
+from emoomni.v1 import agent_pb2, media_pb2
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -62,12 +63,13 @@ def failure(exc: BaseException) -> tuple[str, str]:
 
 
 class EmbeddedStack:
-    """Every service in this process (EmbeddedAgent); loads in the background while the page is already served."""
+    """Every service in this process (EmbeddedAgent) behind the Agent port; loads in the background while the page
+    is already served."""
 
     name = "the embedded agent"
 
     def __init__(self, cfg: StackConfig):
-        self.cfg, self.agent = cfg, None
+        self.cfg, self.agent, self.port = cfg, None, None
         self.problem = StackDown("STARTING", "the agent is starting: loading the models takes a minute or so")
         self._task: asyncio.Task | None = None
 
@@ -84,7 +86,7 @@ class EmbeddedStack:
             log.exception("the embedded stack did not start")
             self.problem = StackDown("UNAVAILABLE", f"the embedded agent failed to start: {exc}")
             return
-        self.agent, self.problem = agent, None
+        self.agent, self.port, self.problem = agent, LocalAgent(agent), None
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -94,73 +96,28 @@ class EmbeddedStack:
         if self.agent is not None:
             await self.agent.__aexit__(None, None, None)
 
-    def open_session(self, config: agent_pb2.SessionConfig) -> AsyncLiveSession:
-        if self.agent is None:
+    def _ready(self) -> LocalAgent:
+        if self.port is None:
             raise self.problem
-        return AsyncLiveSession(self.agent.gateway.live.run, config)
+        return self.port
+
+    def session(self, config: agent_pb2.SessionConfig) -> AsyncLiveSession:
+        return self._ready().session(config)
 
     def converse(self, request: agent_pb2.ConverseRequest) -> AsyncIterator[agent_pb2.TurnEvent]:
-        if self.agent is None:
-            raise self.problem
-        return self.agent.run_turn(request)
+        return self._ready().converse(request)
 
-    async def talkers(self) -> list[dict]:
-        if self.agent is None:
-            return []
-        from emoomni.services.talker.core import list_talkers
-
-        return _talker_list(list_talkers(self.agent.services["talker"].core))
+    async def talkers(self):
+        return await self._ready().talkers()
 
 
-class RemoteStack:
-    """A running gateway over gRPC (TLS and token from --tls-ca/--token-file or EMOOMNI_*), as every client reaches
-    it."""
-
-    def __init__(self, target: str, talker_target: str):
-        self.target, self.talker_target = target, talker_target
-        self.name = f"the EmoOmni stack at {target}"
-
-    async def start(self) -> None:
-        self.channel, self.metadata = async_channel(self.target)
-        self.stub = agent_pb2_grpc.AgentStub(self.channel)
-
-    async def stop(self) -> None:
-        await self.channel.close()
-
-    def open_session(self, config: agent_pb2.SessionConfig) -> AsyncLiveSession:
-        return AsyncLiveSession.connect(self.target, config)
-
-    def converse(self, request: agent_pb2.ConverseRequest) -> AsyncIterator[agent_pb2.TurnEvent]:
-        from emoomni.sdk.client import UPLOAD_CHUNK
-
-        data = request.media.data
-        start = agent_pb2.ConverseRequest()
-        start.CopyFrom(request)
-        start.media.ClearField("data")
-
-        async def upload():
-            yield agent_pb2.ConverseUploadMessage(start=start)
-            for offset in range(0, len(data), UPLOAD_CHUNK):
-                piece = media_pb2.MediaChunk(data=data[offset:offset + UPLOAD_CHUNK])
-                yield agent_pb2.ConverseUploadMessage(chunk=piece)
-
-        return self.stub.ConverseUpload(upload(), metadata=self.metadata)
-
-    async def talkers(self) -> list[dict]:
-        from emoomni.sdk.client import TalkerClient
-
-        def listing():
-            with TalkerClient(self.talker_target, timeout_s=5) as client:
-                return client.talkers()
-
-        try:
-            return _talker_list(await asyncio.to_thread(listing))
-        except grpc.RpcError as exc:
-            log.warning("cannot list talkers at %s: %s", self.talker_target, exc.details())
-            return []
-
-
-def _talker_list(response) -> list[dict]:
+async def talker_list(stack) -> list[dict]:
+    """The talkers for the page; none while the stack is starting or its talker service is out of reach."""
+    try:
+        response = await stack.talkers()
+    except (StackDown, grpc.RpcError) as exc:
+        log.warning("cannot list the talkers of %s: %s", stack.name, exc)
+        return []
     return [{"name": t.name, "languages": list(t.languages), "active": t.active, "license": t.license,
              "streaming": t.streaming} for t in response.talkers]
 
@@ -243,7 +200,7 @@ class Bridge:
                                     resume_token=self.resume_token if self.session_id else "", **self.options)
             session = None
             try:
-                session = self.stack.open_session(config)
+                session = self.stack.session(config)
                 ended = ""
                 async for event in session.events():
                     which = event.WhichOneof("event")
@@ -377,7 +334,7 @@ def make_app(stack, cfg: StackConfig, token: str = "", allowed_hosts: tuple[str,
     async def info(request: web.Request) -> web.Response:
         allowed(request)
         problem = getattr(stack, "problem", None)
-        return web.json_response({"stack": stack.name, "talkers": await stack.talkers(),
+        return web.json_response({"stack": stack.name, "talkers": await talker_list(stack),
                                   "status": str(problem) if problem else "", "rates": list(RATES)})
 
     async def live(request: web.Request) -> web.WebSocketResponse:
@@ -440,7 +397,7 @@ def serve(args, cfg: StackConfig) -> int:
     if cfg.security.tls.enabled:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(cfg.security.tls.cert, cfg.security.tls.key)
-    stack = RemoteStack(args.remote, args.talkers or cfg.services.talker) if args.remote else EmbeddedStack(cfg)
+    stack = RemoteAgent(args.remote, args.talkers or cfg.services.talker) if args.remote else EmbeddedStack(cfg)
     token = cfg.security.token if exposed else ""
     hosts = (*LOOPBACK_NAMES, *([args.host] if args.host not in ("0.0.0.0", "::", "") else []),
              *getattr(args, "allow_host", []))

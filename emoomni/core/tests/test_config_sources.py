@@ -26,7 +26,7 @@ def test_a_named_config_that_does_not_exist_is_a_loud_error(tmp_path):
 
 
 def test_every_legacy_variable_is_declared_on_its_field():
-    declared = {var for var, _, _ in declared_env_vars()}
+    declared = {var for var, _, _ in declared_env_vars(StackConfig)}
     assert declared >= {"NATS_URL", "EMOOMNI_GATEWAY_ADDR", "EMOOMNI_PERCEPTION_ADDR", "EMOOMNI_REASONING_ADDR",
                         "EMOOMNI_INSTRUCTION_ADDR", "EMOOMNI_TALKER_ADDR", "EMOOMNI_REASONING_BACKEND",
                         "EMOOMNI_OPENAI_BASE_URL", "EMOOMNI_OPENAI_MODEL", "EMOOMNI_OPENAI_RESPONSE_FORMAT",
