@@ -236,3 +236,29 @@ def test_an_item_that_stopped_its_replicas_twice_is_set_aside_with_an_error_for_
         await c.close()
 
     run_on_bus(scenario)
+
+
+def test_every_stream_bucket_and_store_on_the_server_is_bounded():
+    """What a hostile or runaway caller can fill on the bus has limits the nats-server itself enforces: bytes, age,
+    and what goes when full (new work is refused; old notes and dead letters are dropped)."""
+    from nats.js.api import DiscardPolicy
+
+    from emoomni.core.bus import WORK_KINDS, Kind, work_subject
+    from emoomni.core.workqueue import dead_letter_stream_config, ensure_stream, notes_stream_config, work_stream_config
+
+    async def scenario(nats, bus):
+        await ensure_stream(bus.js, work_stream_config([work_subject(k) for k in WORK_KINDS]))
+        await ensure_stream(bus.js, notes_stream_config([work_subject(Kind.INSTRUCTION)]))
+        await ensure_stream(bus.js, dead_letter_stream_config())
+        await bus.key_value("bounded_sessions", 60)
+        await bus.media_store("bounded_media", 60)
+        streams = {info.config.name: info.config for info in await bus.js.streams_info()}
+        for name, config in streams.items():
+            assert config.max_bytes and config.max_bytes > 0, name
+            assert config.max_age and config.max_age > 0, name
+        assert streams["EMOOMNI_WORK"].discard == DiscardPolicy.NEW and streams["EMOOMNI_WORK"].max_msgs > 0
+        assert streams["EMOOMNI_TURN_NOTES"].discard == DiscardPolicy.OLD
+        assert streams["EMOOMNI_DEAD_LETTER"].discard == DiscardPolicy.OLD
+        assert {"KV_bounded_sessions", "OBJ_bounded_media"} <= set(streams)
+
+    run_on_bus(scenario, name="limits-test")
