@@ -146,7 +146,6 @@ BAD_MEDIA_REASONS = {
     "no_audio": "no audio",
     "silent": "silent",
     "no_face": "no face",
-    "audio_only": "no video",
     "truncated": "not a readable",
     # Hostile uploads (issue 25): FFmpeg playlists and descriptions that would read server files or open sockets,
     # a FLAC whose header gives no length, a video whose frames are too large to decode.

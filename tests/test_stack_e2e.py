@@ -278,6 +278,15 @@ def test_cli_remote_on_mandarin_clips(stack, shared_media, clip, tmp_path):
     assert rate == turn["audio"]["sample_rate"] and audio.size / rate > 0.5
 
 
+def test_a_voice_only_clip_is_answered_from_the_voice(stack, bad_media):
+    with Client(stack["gateway"]) as client:
+        result = client.run_turn(bad_media["audio_only"])
+    assert result.done is not None and result.done.ecot.response.strip()
+    assert "no face seen" in result.perception.cue_summary.lower() or any(
+        c.brief == "no face seen" for c in result.perception.cues)
+    assert result.audio.size > result.sample_rate
+
+
 def test_cli_remote_bad_input_exits_2_with_one_line(stack, bad_media, tmp_path):
     run = subprocess.run([sys.executable, "-m", "emoomni", "chat", str(bad_media["no_face"]), "--out", str(tmp_path),
                           "--remote", stack["gateway"]], capture_output=True, text=True, timeout=300)

@@ -275,7 +275,10 @@ class TalkerConfig(_Strict):
     """Name of an entry point in the group `emoomni.talkers`."""
     plugins: dict[str, dict[str, Any]] = {}
     """Per-plugin options handed to the plugin's constructor, e.g. {qwen3-tts: {model_path: /models/qwen3-tts}}."""
-    language_fallbacks: list[str] = ["espeak", "kokoro"]
+    by_language: dict[str, str] = {"zh": "kokoro"}
+    """The engine for replies in a language, when the turn names none: Mandarin gets Kokoro's neural voice while
+    English keeps the active engine, in one session. {} lets the active engine speak every language it can."""
+    language_fallbacks: list[str] = ["kokoro", "espeak"]
     """Engines tried, in order, when the chosen one cannot speak the reply's language (espeak-ng speaks ~100)."""
     concurrency: int = 1
     """Sentences synthesised at once per talker process; >1 only pays off with more cores than 2."""

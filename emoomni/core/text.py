@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 # A sentence ends at . ! ? (or their CJK forms, or an ellipsis) followed by whitespace or a closing quote.
@@ -30,6 +31,9 @@ class SentenceSplitter:
     def flush(self) -> str:
         rest, self._buf = self._buf.strip(), ""
         return rest
+
+
+_HAN_CHAR = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 
 
 def speech_chunks(text: str, max_chars: int = 320) -> list[str]:
@@ -66,3 +70,17 @@ def spoken_language(text: str, heard_language: str) -> str:
     if heard in _NON_LATIN_LANGUAGES:
         return "en"
     return heard
+
+
+@functools.cache
+def _traditional_to_simplified():
+    from opencc import OpenCC  # opencc-python-reimplemented (Apache-2.0): OpenCC's tables, in pure Python
+
+    return OpenCC("t2s")
+
+
+def simplified(text: str) -> str:
+    """Chinese text in Simplified characters (Whisper often writes Traditional ones for a Mandarin speaker);
+    other text is returned as it is."""
+    return _traditional_to_simplified().convert(text) if _HAN_CHAR.search(text) else text
+

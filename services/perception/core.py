@@ -16,6 +16,7 @@ import numpy as np
 
 from emoomni.core.config import StackConfig
 from emoomni.core.media import DecodedMedia, MediaError, decode, decode_audio, decode_frames, read_source
+from emoomni.core.text import simplified
 from emoomni.services.perception.backends import build_backends
 from emoomni.services.perception.backends.interface import AsrResult, FaceObservation, ProsodyResult, TurnCancelled
 from emoomni.v1 import perception_pb2 as pb
@@ -102,6 +103,9 @@ def build_cues(asr: AsrResult, face: pb.FaceCues, prosody: pb.ProsodyFeatures) -
             cues.append(pb.Cue(modality="face", text=f"Facial expression also shows {runner_up[0][1]} "
                                                      f"(mean probability {runner_up[0][0]:.2f})",
                                brief=f"face also {runner_up[0][1]}"))
+    else:
+        cues.append(pb.Cue(modality="face", text="No face was seen: the reading rests on the voice and the words",
+                           brief="no face seen"))
     if prosody.pitch_median_hz > 0:
         variation = describe_pitch_variation(ProsodyResult(
             duration_s=prosody.duration_s, voiced_ratio=prosody.voiced_ratio,
@@ -124,6 +128,14 @@ def build_cues(asr: AsrResult, face: pb.FaceCues, prosody: pb.ProsodyFeatures) -
                            brief="many pauses"))
     return cues
 
+
+
+def in_simplified(asr: AsrResult) -> AsrResult:
+    """A Chinese transcript in Simplified characters, words included (the brain and the user read Simplified)."""
+    if not _HAN.search(asr.text):
+        return asr
+    words = [w.model_copy(update={"text": simplified(w.text)}) for w in asr.words]
+    return asr.model_copy(update={"text": simplified(asr.text), "words": words})
 
 class PerceptionCore:
     """Loads the configured backends once; `perceive` is thread-safe for one call at a time per instance."""
@@ -148,7 +160,7 @@ class PerceptionCore:
             import librosa
 
             audio = librosa.resample(audio, orig_sr=sample_rate, target_sr=16000)
-        asr = self.asr.transcribe(audio.astype(np.float32), 16000, provisional=True)
+        asr = in_simplified(self.asr.transcribe(audio.astype(np.float32), 16000, provisional=True))
         return pb.Transcript(text=asr.text, language=asr.language, language_probability=asr.language_probability)
 
     def decode(self, path: str | None, data: bytes | None) -> DecodedMedia:
@@ -174,14 +186,16 @@ class PerceptionCore:
         peak_dbfs = 20 * np.log10(max(float(np.abs(media.audio).max()), 1e-9))
         if peak_dbfs < SILENCE_DBFS:
             raise MediaError(f"the clip's audio is silent (peak {max(peak_dbfs, -120):.0f} dBFS)")
-        if require_face and not media.has_video:
-            raise MediaError("the clip has no video track: the agent needs to see the user's face")
+        # A clip without a picture (a phone call, a voice message, a robot without a camera) is answered from the
+        # voice and the words; one with a picture must show the face unless the caller said it may not.
+        require_face = require_face and media.has_video
         # Frames are decoded and read beside ASR: PyAV, CTranslate2 and LiteRT all release the GIL. Each task
         # runs in a copy of this context, so a backend that calls out (Triton) carries the current trace.
-        face_future = self._pool.submit(contextvars.copy_context().run, self._faces, source, media.duration_s)
+        faces = self._faces if media.has_video else (lambda source, duration_s: [])
+        face_future = self._pool.submit(contextvars.copy_context().run, faces, source, media.duration_s)
         prosody_future = self._pool.submit(self.prosody.measure, media.audio, media.sample_rate)
         try:
-            asr = self.asr.transcribe(media.audio, media.sample_rate, stop=stop)
+            asr = in_simplified(self.asr.transcribe(media.audio, media.sample_rate, stop=stop))
         except TurnCancelled:
             face_future.cancel()
             prosody_future.cancel()
@@ -194,7 +208,9 @@ class PerceptionCore:
         if face.frames_with_face == 0:
             if require_face:
                 raise MediaError(f"no face was found in any of the {face.frames_sampled} sampled frames")
-            warnings.append("no face found in the sampled frames; the analysis rests on voice and words")
+            warnings.append("no face found in the sampled frames; the analysis rests on voice and words"
+                            if media.has_video else "a voice-only clip (no picture); the analysis rests on voice "
+                            "and words")
         rate, pause_ratio = speech_rate(asr)
         prosody = pb.ProsodyFeatures(
             duration_s=prosody_raw.duration_s, voiced_ratio=prosody_raw.voiced_ratio,

@@ -1,5 +1,6 @@
-"""Talker core: validates text, picks the engine (per request, per turn, or the active one), falls back to
-an engine that speaks the language, and turns the engine's audio into AudioChunks.
+"""Talker core: validates text, picks the engine (per request, per turn, per reply language (`talker.by_language`),
+or the active one), falls back to an engine that speaks the language, and turns the engine's audio into
+AudioChunks.
 
 Hot swap: `activate` loads and warms the new engine first, then flips `active`. A turn keeps the engine its
 first sentence used (`_pins`), so turns already speaking finish on the old engine."""
@@ -46,7 +47,16 @@ class TalkerCore:
         self._swap_lock = threading.Lock()
 
     def warmup(self) -> None:
+        """The active engine and those of `talker.by_language`, loaded now: a first Mandarin reply must not wait
+        for its engine to load (Kokoro: ~6 s here)."""
         self.registry.get(self.active)
+        for name in dict.fromkeys(self.cfg.talker.by_language.values()):
+            if name in self.registry.available and name != self.active:
+                try:
+                    self.registry.get(name)
+                except Exception as exc:  # the language falls back to another engine, with a warning
+                    log.warning("talker %r for %s could not load: %s", name, "/".join(
+                        lang for lang, n in self.cfg.talker.by_language.items() if n == name), exc)
 
     def activate(self, name: str) -> Activation:
         """Load and warm `name` (while the current engine keeps speaking), then make it the active engine."""
@@ -101,7 +111,9 @@ class TalkerCore:
         limit = self.cfg.limits.max_text_chars
         if len(text) > limit:
             raise ValueError(f"the text is {len(text)} characters, over the {limit} limit")
-        name, engine, warnings = self._speaker_for(self._engine_name(talker, turn_id), language)
+        for_language = self.cfg.talker.by_language.get(base_language(language), "")
+        chosen = talker or (for_language if for_language in self.registry.available else "")
+        name, engine, warnings = self._speaker_for(self._engine_name(chosen, turn_id), language)
         warnings += [f"{name} ignored {control}" for control in engine.ignored(instruction.controls)]
         seq = 0
         pending: media_pb2.AudioChunk | None = None

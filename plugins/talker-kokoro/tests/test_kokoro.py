@@ -4,7 +4,7 @@ import re
 
 import numpy as np
 import pytest
-from emoomni_talker_kokoro import SAMPLE_RATE, assemble_packaged_model, split_clauses, split_sentences
+from emoomni_talker_kokoro import SAMPLE_RATE, assemble_packaged_model, split_clauses, split_mandarin, split_sentences
 
 from emoomni.core.config import load_config
 from emoomni.services.talker.core import TalkerCore
@@ -50,9 +50,9 @@ def test_kokoro_is_discovered_through_its_entry_point():
     plugins = discover()
     assert "kokoro" in plugins
     caps = plugins["kokoro"].capabilities
-    assert caps.languages == ["en"] and caps.streaming
+    assert caps.languages == ["en", "zh"] and caps.streaming
     assert set(caps.controls) == {"pitch_scale", "rate_scale", "energy_scale", "gender_hint"}
-    for word in ("GPL-3.0", "espeak-ng", "MIT", "Apache-2.0"):
+    for word in ("GPL-3.0", "espeak-ng", "MIT", "Apache-2.0", "misaki"):
         assert word in caps.license
 
 
@@ -124,8 +124,8 @@ def test_empty_and_unspeakable_text_is_refused(core, engine):
         list(core.speak("   ", instruction(), "en", talker="kokoro"))
     with pytest.raises(ValueError, match="nothing to speak"):
         list(engine.synthesize("...", instruction(), "en"))
-    with pytest.raises(ValueError, match="speaks en"):
-        list(engine.synthesize("你好。", instruction(), "zh"))
+    with pytest.raises(ValueError, match="speaks en, zh"):
+        list(engine.synthesize("안녕하세요.", instruction(), "ko"))
 
 
 def test_english_reply_under_another_language_tag_is_still_spoken(engine):
@@ -166,3 +166,38 @@ def test_options_choose_model_voices_file_and_voice(tmp_path):
     assert spoken[0].ignored_controls == ["gender_hint"], "no voice of that gender to switch to"
     with pytest.raises(ValueError, match="not in"):
         KokoroTalker({"voice": "nobody"}).load()
+
+
+def test_mandarin_is_split_after_sentences_and_long_sentences_after_clauses():
+    text = "你好，我在这里陪着你。别着急，我们先看看报告上写了什么，然后再决定要不要去医院复查，好吗？"
+    pieces = split_mandarin(text)
+    assert pieces[0] == "你好，我在这里陪着你。" and "".join(pieces) == text
+    assert len(pieces) == 3 and all(len(p) >= 6 for p in pieces)
+    assert split_mandarin("好的。") == ["好的。"]
+
+
+def test_a_mandarin_reply_gets_kokoro_by_its_language_and_whisper_hears_it(core):
+    """No talker named: the reply's language picks the engine (talker.by_language), and the Mandarin it speaks is
+    heard back by Whisper-base (the stack's own ears, not the engine that spoke) with a low character error rate."""
+    from faster_whisper import WhisperModel
+    from jiwer import cer
+    from scipy.signal import resample_poly
+
+    from emoomni.core.text import simplified
+    from emoomni.services.perception.backends.faster_whisper_asr import packaged_whisper_base
+
+    text = "别着急，我们一起看看报告上写了什么。明天上午再给医生打个电话，好吗？"
+    chunks = list(core.speak(text, instruction(rate_scale=0.95), "zh"))
+    assert {c.talker for c in chunks} == {"kokoro"} and not any(c.warnings for c in chunks)
+    audio = np.frombuffer(b"".join(c.pcm16 for c in chunks), dtype=np.int16)
+    assert 3.0 < audio.size / SAMPLE_RATE < 12.0
+    asr = WhisperModel(str(packaged_whisper_base()), device="cpu", compute_type="int8", cpu_threads=2)
+    speech = resample_poly(audio.astype(np.float32) / 32768.0, 2, 3).astype(np.float32)
+    segments, _ = asr.transcribe(speech, language="zh", beam_size=5)
+    heard = simplified("".join(segment.text for segment in segments))
+
+    def han(s):
+        return "".join(ch for ch in s if "\u4e00" <= ch <= "\u9fff")
+
+    assert cer(han(text), han(heard)) <= 0.15, heard
+

@@ -47,6 +47,16 @@ def test_inline_bytes_give_the_same_transcript_as_a_path(core, english_clip):
     assert by_bytes.transcript.text == by_path.transcript.text
 
 
+def test_a_voice_only_clip_is_heard_and_says_no_face_was_seen(core, bad_media):
+    """A phone call, a voice message, a robot without a camera: no picture at all is not a refusal (a picture
+    without a face still is, unless the caller allows it)."""
+    result = core.perceive(str(bad_media["audio_only"]))
+    assert "burial record" in result.transcript.text and result.face.frames_with_face == 0
+    assert any(c.modality == "face" and c.brief == "no face seen" for c in result.cues)
+    assert result.warnings == ["a voice-only clip (no picture); the analysis rests on voice and words"]
+    assert "No face was seen" in result.cue_summary
+
+
 @pytest.mark.parametrize("kind", sorted(BAD_MEDIA_REASONS))
 def test_bad_input_gets_a_clear_reason(core, bad_media, kind):
     with pytest.raises(MediaError, match=BAD_MEDIA_REASONS[kind]):

@@ -61,9 +61,13 @@ def test_long_text_is_spoken_in_sentence_sized_pieces(core):
     assert audio.size / chunks[0].sample_rate > 20.0
 
 
-def test_a_language_the_engine_cannot_speak_falls_back_with_a_warning(core):
-    chunks = list(core.speak("我今天很高兴见到你。", instruction_pb2.AcousticInstruction(), "zh-CN"))
-    assert {c.talker for c in chunks} == {"espeak"}
+def test_the_reply_language_picks_its_engine_and_a_named_one_that_cannot_speak_it_falls_back(core):
+    neutral = instruction_pb2.AcousticInstruction()
+    chunks = list(core.speak("我今天很高兴见到你。", neutral, "zh-CN"))
+    assert {c.talker for c in chunks} == {"kokoro"} and not chunks[0].warnings  # talker.by_language
+    assert {c.talker for c in core.speak("Nice to see you.", neutral, "en")} == {"piper"}  # the active one
+    chunks = list(core.speak("我今天很高兴见到你。", neutral, "zh-CN", talker="piper"))
+    assert {c.talker for c in chunks} == {"kokoro"}  # the first of talker.language_fallbacks
     assert any("does not speak 'zh'" in w for w in chunks[0].warnings)
 
 
