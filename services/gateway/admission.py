@@ -1,7 +1,6 @@
-"""Admission control for clip turns (Converse, ConverseUpload): a cap on the turns one gateway replica runs at once
-and on those of one caller, so that no caller can take the whole stack. Over a cap the call is refused at once with
-RESOURCE_EXHAUSTED and a retry hint, before its upload is read. Live sessions have their own cap
-(`live.max_sessions`)."""
+"""Admission control: a cap on what one gateway replica holds at once (clip turns; live sessions) and on what one
+caller holds, so that no caller can take the whole stack. Over a cap the call is refused at once with
+RESOURCE_EXHAUSTED and a retry hint, before its upload is read or its session opened."""
 
 from __future__ import annotations
 
@@ -16,19 +15,20 @@ class Refused(Exception):
 
 
 class Admission:
-    def __init__(self, max_turns: int, max_per_caller: int, retry_after_s: float = 2.0):
-        self.max_turns, self.max_per_caller, self.retry_after_s = max_turns, max_per_caller, retry_after_s
+    def __init__(self, max_total: int, max_per_caller: int, retry_after_s: float = 2.0, what: str = "turns"):
+        self.max_total, self.max_per_caller, self.retry_after_s = max_total, max_per_caller, retry_after_s
+        self.what = what
         self.by_caller: Counter[str] = Counter()
 
     @contextlib.contextmanager
-    def turn(self, caller: str):
-        """Hold one turn's place while the block runs; Refused when a cap is reached."""
-        if sum(self.by_caller.values()) >= self.max_turns:
-            raise Refused(f"this gateway runs {self.max_turns} turns at once already; try again in "
+    def hold(self, caller: str):
+        """Hold one place while the block runs; Refused when a cap is reached."""
+        if sum(self.by_caller.values()) >= self.max_total:
+            raise Refused(f"this gateway holds {self.max_total} {self.what} at once already; try again in "
                           f"{self.retry_after_s:.0f} s")
         if self.by_caller[caller] >= self.max_per_caller:
-            raise Refused(f"you have {self.max_per_caller} turns in flight already (the per-caller limit); try "
-                          f"again in {self.retry_after_s:.0f} s, when one has ended")
+            raise Refused(f"you hold {self.max_per_caller} {self.what} already (the per-caller limit); try again in "
+                          f"{self.retry_after_s:.0f} s, when one has ended")
         self.by_caller[caller] += 1
         try:
             yield

@@ -107,7 +107,7 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
 
     async def Converse(self, request: agent_pb2.ConverseRequest, context: grpc.aio.ServicerContext):
         try:
-            with self.admission.turn(caller_of(context)):
+            with self.admission.hold(caller_of(context)):
                 async for event in self._serve_turn(request, context):
                     yield event
         except Refused as exc:
@@ -115,7 +115,7 @@ class GatewayService(StageService, agent_pb2_grpc.AgentServicer):
 
     async def ConverseUpload(self, request_iterator, context: grpc.aio.ServicerContext):
         try:
-            with self.admission.turn(caller_of(context)):  # before the upload is read
+            with self.admission.hold(caller_of(context)):  # before the upload is read
                 async for event in self._upload_then_turn(request_iterator, context):
                     yield event
         except Refused as exc:

@@ -28,8 +28,7 @@ class InputRefused(Exception):
         self.code = code
 
 
-def check_config(first: agent_pb2.SessionInput | None, cfg: StackConfig, live_sessions: int
-                 ) -> agent_pb2.SessionConfig:
+def check_config(first: agent_pb2.SessionInput | None, cfg: StackConfig) -> agent_pb2.SessionConfig:
     """The session's opening message, whole, or a SessionError that says what is wrong."""
     if first is None or first.WhichOneof("msg") != "config":
         raise SessionError("INVALID_ARGUMENT", "a session must begin with a `config` message")
@@ -49,10 +48,6 @@ def check_config(first: agent_pb2.SessionInput | None, cfg: StackConfig, live_se
                            f"{cfg.limits.max_context_chars // 2} limit")
     if options.language and options.language not in ("en", "zh"):
         raise SessionError("INVALID_ARGUMENT", "config.language must be 'en', 'zh' or empty (detect)")
-    if live_sessions >= cfg.live.max_sessions:
-        raise SessionError("RESOURCE_EXHAUSTED", f"this gateway holds {cfg.live.max_sessions} live sessions "
-                           f"already; try again in {quiet_limit_s(cfg):.0f} s (a silent session is ended by then) or "
-                           "on another replica")
     return options
 
 

@@ -71,7 +71,7 @@ class LiveSession:
             await self._close(receiver, reader)
 
     async def _open(self, first: agent_pb2.SessionInput | None) -> None:
-        options = check_config(first, self.cfg, len(self.active))
+        options = check_config(first, self.cfg)
         session_id = options.resume_id or options.session_id or new_turn_id()
         if session_id in self.active:
             raise SessionError("ALREADY_EXISTS", f"session {session_id} is already live on this gateway")

@@ -1,16 +1,16 @@
 """The live sessions of one gateway replica: the store that remembers them, the locks that keep each on one replica,
-the acknowledgements they share, and the caps on how many one caller holds."""
+the acknowledgements they share, and the caps on how many the replica and one caller hold (admission.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import socket
-from collections import Counter
 from collections.abc import AsyncIterator
 
 from emoomni.core.config import StackConfig
 from emoomni.services.gateway.acks import AckBank
+from emoomni.services.gateway.admission import Admission, Refused
 from emoomni.services.gateway.core import GatewayCore
 from emoomni.services.gateway.listening import ListeningModels, load_models
 from emoomni.services.gateway.live.inputs import SessionError, quiet_limit_s
@@ -27,7 +27,8 @@ class LiveSessions:
                                   holder=f"{socket.gethostname()}:{os.getpid()}")
         self.acks = AckBank(gateway.bus)
         self.active: dict[str, LiveSession] = {}
-        self.by_caller: Counter[str] = Counter()
+        self.admission = Admission(cfg.live.max_sessions, cfg.live.max_sessions_per_caller,
+                                   retry_after_s=quiet_limit_s(cfg), what="live sessions")
         self.models = models
 
     def load(self) -> None:
@@ -38,20 +39,15 @@ class LiveSessions:
     async def run(self, inputs: AsyncIterator[agent_pb2.SessionInput], caller: str = ""
                   ) -> AsyncIterator[agent_pb2.SessionEvent]:
         """A new session over `inputs`; raises SessionError for what ends it with a status. `caller` (a network
-        address) may hold at most `live.max_sessions_per_caller` sessions at once."""
-        limit = self.cfg.live.max_sessions_per_caller
-        if caller and self.by_caller[caller] >= limit:
-            raise SessionError("RESOURCE_EXHAUSTED", f"you hold {limit} live sessions already (the per-caller "
-                               f"limit); end one, or try again in {quiet_limit_s(self.cfg):.0f} s (a silent session "
-                               "is ended by then)")
-        if self.models is None:
-            await asyncio.to_thread(self.load)
-        session = LiveSession(self.cfg, self.gateway, self.store, self.locks, self.acks, self.active, self.models)
-        self.by_caller[caller] += 1
+        address) may hold at most `live.max_sessions_per_caller` sessions at once, the replica `live.max_sessions`."""
         try:
-            async for event in session.run(inputs):
-                yield event
-        finally:
-            self.by_caller[caller] -= 1
-            if self.by_caller[caller] <= 0:
-                del self.by_caller[caller]
+            with self.admission.hold(caller):
+                if self.models is None:
+                    await asyncio.to_thread(self.load)
+                session = LiveSession(self.cfg, self.gateway, self.store, self.locks, self.acks, self.active,
+                                      self.models)
+                async for event in session.run(inputs):
+                    yield event
+        except Refused as exc:
+            raise SessionError("RESOURCE_EXHAUSTED", f"{exc} (a silent session is ended by then), or use another "
+                               "replica") from exc

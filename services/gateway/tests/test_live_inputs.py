@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from emoomni.core.config import StackConfig
+from emoomni.services.gateway.admission import Admission, Refused
 from emoomni.services.gateway.live.inputs import FrameBuffer, InputRefused, SessionError, check_config
 from emoomni.v1 import agent_pb2
 
@@ -34,16 +35,23 @@ def opening(**config) -> agent_pb2.SessionInput:
 ])
 def test_a_bad_opening_is_refused_with_what_is_wrong(first, code, words):
     with pytest.raises(SessionError) as refused:
-        check_config(first, StackConfig(), live_sessions=0)
+        check_config(first, StackConfig())
     assert refused.value.code == code and words in str(refused.value)
 
 
-def test_a_full_gateway_refuses_with_a_retry_hint():
-    cfg = StackConfig()
-    with pytest.raises(SessionError) as refused:
-        check_config(opening(sample_rate=16000), cfg, live_sessions=cfg.live.max_sessions)
-    assert refused.value.code == "RESOURCE_EXHAUSTED" and "try again in" in str(refused.value)
-    assert check_config(opening(sample_rate=48000), cfg, live_sessions=0).sample_rate == 48000
+def test_sessions_are_capped_per_caller_and_per_replica_with_a_retry_hint():
+    cfg = StackConfig(live={"max_sessions": 3, "max_sessions_per_caller": 2})
+    admission = Admission(cfg.live.max_sessions, cfg.live.max_sessions_per_caller, retry_after_s=35,
+                          what="live sessions")
+    with admission.hold("ipv4:10.0.0.5"), admission.hold("ipv4:10.0.0.5"):
+        with pytest.raises(Refused, match=r"you hold 2 live sessions already .* try again in 35 s"), \
+                admission.hold("ipv4:10.0.0.5"):
+            pass
+        with admission.hold("ipv4:10.0.0.9"), pytest.raises(Refused, match="this gateway holds 3 live sessions"), \
+                admission.hold("ipv4:10.0.0.7"):
+            pass
+    assert not admission.by_caller  # every place given back
+    assert check_config(opening(sample_rate=48000), cfg).sample_rate == 48000
 
 
 def test_frames_are_checked_rate_limited_and_bounded():
