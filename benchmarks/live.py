@@ -62,6 +62,8 @@ def main() -> int:
     parser.add_argument("--provisional-ms", type=float, default=None,
                         help="live.provisional_every_ms for this run (0 = no provisional transcripts)")
     parser.add_argument("--parts", default="long,barge,concurrent", help="which parts to run, comma-separated")
+    parser.add_argument("--config-json", default="{}",
+                        help='more stack config for this run, e.g. \'{"talker": {"by_language": {}}}\'')
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "live.json"))
     args = parser.parse_args()
     parts = set(args.parts.split(","))
@@ -73,8 +75,9 @@ def main() -> int:
     live = {"preemptive": args.preemptive} if args.preemptive else {}
     if args.provisional_ms is not None:
         live["provisional_every_ms"] = args.provisional_ms
-    config = {"live": live} if live else None
+    config = {"live": live, **json.loads(args.config_json)} if live else json.loads(args.config_json) or None
     report["preemptive"] = args.preemptive or cfg.live.preemptive
+    report["config"] = config
     report["provisional_every_ms"] = cfg.live.provisional_every_ms if args.provisional_ms is None else \
         args.provisional_ms
     with running_stack(config=config) as (addrs, _):
