@@ -153,7 +153,6 @@ class LiveSession:
             speaking = event.kind == "speech_started"
             self.out.put(agent_pb2.SessionEvent(speech=agent_pb2.SpeechActivity(
                 speaking=speaking, at_ms=event.start_ms if speaking else event.end_ms)))
-            self.changes.fire()
             return (self.floor.speech_started(event) if speaking
                     else self.floor.speech_stopped(event, now, lambda: self._heard_so_far(event.end_ms)))
         if event.kind == "turn_ended":
@@ -208,7 +207,7 @@ class LiveSession:
                     await self._finish(reason)
                 case decisions.ResetIdle():
                     self.listener.reset_idle()
-            self.changes.fire()
+        self.changes.fire()  # after the floor changed (even with nothing to do): waiting replies look again
 
     def _start_work(self, reply: Reply) -> None:
         context, reply.history_turns = self.talk.context(self.live)
