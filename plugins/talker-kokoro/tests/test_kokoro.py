@@ -4,7 +4,14 @@ import re
 
 import numpy as np
 import pytest
-from emoomni_talker_kokoro import SAMPLE_RATE, assemble_packaged_model, split_clauses, split_mandarin, split_sentences
+from emoomni_talker_kokoro import (
+    SAMPLE_RATE,
+    assemble_packaged_model,
+    split_clauses,
+    split_mandarin,
+    split_sentences,
+    spoken_mandarin,
+)
 
 from emoomni.core.config import load_config
 from emoomni.services.talker.core import TalkerCore
@@ -200,4 +207,12 @@ def test_a_mandarin_reply_gets_kokoro_by_its_language_and_whisper_hears_it(core)
         return "".join(ch for ch in s if "\u4e00" <= ch <= "\u9fff")
 
     assert cer(han(text), han(heard)) <= 0.15, heard
+
+
+def test_numbers_are_read_as_a_mandarin_speaker_reads_them_and_mandarin_has_its_own_voice(engine):
+    assert spoken_mandarin("号码是13816052749。") == "号码是一三八一六零五二七四九。"
+    assert spoken_mandarin("打400-820-1234") == "打四零零八二零一二三四"
+    assert spoken_mandarin("明天10:30见，2025年6月18日") == "明天10点30见，2025年6月18日"  # years stay numbers
+    assert engine.voice_for("", mandarin=True) == "jf_gongitsune" and engine.voice_for("") == "jf_alpha"
+    assert engine.voice_for("male", mandarin=True) == "jm_kumo"
 
