@@ -15,7 +15,7 @@ Measured per voice and per control setting:
 All five voices are measured with neutral controls; the best --top voices by CER also under pitch 1.1 and 0.9,
 rate 1.1 + pitch 1.1 + energy 1.3 (a "bright" reply), rate 1.15 and 0.9, and energy 1.4, in that order; a setting
 that would end past --budget-min is skipped (and listed as skipped). One engine is loaded
-and its `voice` set per voice: `synthesize` takes the style from `engine.styles[engine.voice]`, exactly as a
+and its `mandarin_voice` set per voice: `synthesize` takes that style for Mandarin, exactly as a
 `KokoroTalker({"voice": name})` would, without loading the ONNX model five times. Whisper runs after each
 synthesis, never during it, so the timings see the talker alone on the machine.
 
@@ -163,7 +163,7 @@ def bootstrap_ci(edit_counts: list[int], lengths: list[int], runs: int = 2000) -
 
 
 def measure(engine, whisper, voice: str, setting: str, sentences: list[str]) -> dict:
-    engine.voice = voice
+    engine.voice = engine.mandarin_voice = voice  # Mandarin reads `mandarin_voice`
     controls = instruction(*SETTINGS[setting])
     rows = []
     for text in sentences:
