@@ -16,7 +16,7 @@ All five voices are measured with neutral controls; the best --top voices by CER
 rate 1.1 + pitch 1.1 + energy 1.3 (a "bright" reply), rate 1.15 and 0.9, and energy 1.4, in that order; a setting
 that would end past --budget-min is skipped (and listed as skipped). One engine is loaded
 and its `mandarin_voice` set per voice: `synthesize` takes that style for Mandarin, exactly as a
-`KokoroTalker({"voice": name})` would, without loading the ONNX model five times. Whisper runs after each
+`KokoroTalker({"mandarin_voice": name})` would, without loading the ONNX model five times. Whisper runs after each
 synthesis, never during it, so the timings see the talker alone on the machine.
 
     .venv/bin/python benchmarks/mandarin_voices.py [--voices jf_alpha,jm_kumo] [--settings pitch_1.1,rate_0.9]
